@@ -1,0 +1,84 @@
+# smtpd: a port of OpenSMTPD to Rust.
+#
+# Thin targets over cargo. Runs under BSD make (OpenBSD's make, Debian's
+# bmake) and GNU make alike: no conditionals, no pattern rules, only
+# ?= assignments and shell in recipes.
+
+PREFIX ?=	/usr/local
+DESTDIR ?=
+SBINDIR ?=	$(PREFIX)/sbin
+LIBEXECDIR ?=	$(PREFIX)/libexec/smtpd
+# Empty: $(PREFIX)/man on OpenBSD, $(PREFIX)/share/man elsewhere.
+MANDIR ?=
+SYSCONFDIR ?=	/etc/mail
+SPOOLDIR ?=	/var/spool/smtpd
+SOCKDIR ?=	/var/run
+CHROOTDIR ?=	/var/empty
+SMTPD_USER ?=	_smtpd
+SMTPD_QUEUE_USER ?= _smtpq
+
+CARGO ?=	cargo
+PROFILE ?=	release
+SMTPD ?=	target/$(PROFILE)/smtpd
+
+# Build-time paths, read by src/pathnames.rs with option_env!().
+BUILDENV =	SMTPD_BUILD_CONF_FILE=$(SYSCONFDIR)/smtpd.conf \
+		SMTPD_BUILD_MAILNAME_FILE=$(SYSCONFDIR)/mailname \
+		SMTPD_BUILD_PATH_SPOOL=$(SPOOLDIR) \
+		SMTPD_BUILD_SOCKET=$(SOCKDIR)/smtpd.sock \
+		SMTPD_BUILD_PATH_LIBEXEC=$(LIBEXECDIR) \
+		SMTPD_BUILD_PATH_SMTPCTL=$(SBINDIR)/smtpctl \
+		SMTPD_BUILD_PATH_CHROOT=$(CHROOTDIR) \
+		SMTPD_BUILD_USER=$(SMTPD_USER) \
+		SMTPD_BUILD_QUEUE_USER=$(SMTPD_QUEUE_USER)
+
+MAN5 =		smtpd.conf.5
+MAN8 =		smtpd.8
+MANS =		$(MAN5) $(MAN8)
+
+all: deps build
+
+deps:
+	@sh mk/deps.sh
+
+build:
+	$(BUILDENV) $(CARGO) build --locked --profile $(PROFILE)
+
+# Every test: unit and integration tests, the regress suite, lints.
+test: deps build
+	$(BUILDENV) $(CARGO) test --locked
+	$(MAKE) regress
+	$(MAKE) lint
+
+regress: build
+	@sh regress/run.sh $(SMTPD)
+
+lint:
+	$(BUILDENV) $(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) fmt --check
+	@sh mk/manlint.sh $(MANS)
+
+bench: build
+	@sh mk/bench.sh $(SMTPD)
+
+fuzz:
+	@sh mk/fuzz.sh
+
+run: all
+	@sh mk/run.sh $(SMTPD)
+
+install: all
+	@sh mk/install.sh install "$(DESTDIR)" "$(SBINDIR)" "$(LIBEXECDIR)" \
+	    "$(MANDIR)" "$(PREFIX)" "$(SPOOLDIR)" "$(CHROOTDIR)" \
+	    "$(SMTPD_USER)" "$(SMTPD_QUEUE_USER)" target/$(PROFILE)
+
+uninstall:
+	@sh mk/install.sh uninstall "$(DESTDIR)" "$(SBINDIR)" "$(LIBEXECDIR)" \
+	    "$(MANDIR)" "$(PREFIX)" "$(SPOOLDIR)" "$(CHROOTDIR)" \
+	    "$(SMTPD_USER)" "$(SMTPD_QUEUE_USER)" target/$(PROFILE)
+
+clean:
+	$(CARGO) clean
+	rm -rf run fuzz/target
+
+.PHONY: all deps build test regress lint bench fuzz run install uninstall clean

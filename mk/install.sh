@@ -1,0 +1,52 @@
+#!/bin/sh
+# make install / make uninstall. Installs the binaries and man pages under
+# DESTDIR; when installing to the live system (empty DESTDIR) on Linux,
+# also creates OpenSMTPD's users and spool directory if they are missing.
+# Uninstall removes what install copied, never the users or the spool:
+# that is where the mail is.
+set -eu
+mode=$1 destdir=$2 sbindir=$3 libexecdir=$4 mandir=$5 prefix=$6
+spooldir=$7 chrootdir=$8 user=$9
+shift 9
+quser=$1 target=$2
+
+if [ -z "$mandir" ]; then
+	case "$(uname -s)" in
+	OpenBSD) mandir=$prefix/man ;;
+	*) mandir=$prefix/share/man ;;
+	esac
+fi
+sbin=$destdir$sbindir
+man=$destdir$mandir
+
+if [ "$mode" = uninstall ]; then
+	rm -f "$sbin/smtpd" "$sbin/smtpctl"
+	rm -f "$man/man5/smtpd.conf.5" "$man/man8/smtpd.8"
+	rmdir "$destdir$libexecdir" 2>/dev/null || true
+	exit 0
+fi
+
+install -d -m 755 "$sbin" "$destdir$libexecdir" "$man/man5" "$man/man8"
+install -m 555 "$target/smtpd" "$sbin/smtpd"
+install -m 555 "$target/smtpctl" "$sbin/smtpctl"
+install -m 444 smtpd.conf.5 "$man/man5/smtpd.conf.5"
+install -m 444 smtpd.8 "$man/man8/smtpd.8"
+
+[ -z "$destdir" ] || exit 0
+case "$(uname -s)" in
+OpenBSD) exit 0 ;;
+esac
+
+nologin=/usr/sbin/nologin
+[ -x "$nologin" ] || nologin=/bin/false
+install -d -m 755 "$chrootdir"
+for u in "$user" "$quser"; do
+	if ! id "$u" >/dev/null 2>&1; then
+		useradd --system --home-dir "$chrootdir" --no-create-home \
+		    --shell "$nologin" --user-group --comment "smtpd privsep user" "$u"
+	fi
+done
+# OpenSMTPD's spool root: root-owned, traversable, not listable.
+if [ ! -d "$spooldir" ]; then
+	install -d -o root -m 711 "$spooldir"
+fi

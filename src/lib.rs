@@ -1,0 +1,17 @@
+//! smtpd: a port of OpenSMTPD to Rust.
+//!
+//! The modules mirror OpenSMTPD's C files, one Rust file per C file with
+//! the same function names (see DESIGN.md and PORTING.md). All `unsafe`
+//! lives in `sys`.
+#![deny(unsafe_code)]
+
+#[macro_use]
+pub mod util;
+
+pub mod config;
+pub mod defines;
+pub mod pathnames;
+pub mod smtpctl;
+pub mod smtpd;
+pub mod sys;
+pub mod table;

@@ -1,0 +1,50 @@
+//! Process identity: user ids, set-id detection, the host name.
+
+use std::ffi::CStr;
+use std::io;
+
+/// The effective user id (`geteuid(2)`), which cannot fail.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid takes no arguments and always succeeds.
+    unsafe { libc::geteuid() }
+}
+
+/// The real user id (`getuid(2)`), which cannot fail.
+pub fn getuid() -> u32 {
+    // SAFETY: getuid takes no arguments and always succeeds.
+    unsafe { libc::getuid() }
+}
+
+/// Whether the process was started set-user-id or set-group-id, in which
+/// case nothing it reads from its environment may be trusted.
+///
+/// OpenBSD has `issetugid(2)`; Linux reports the same through the
+/// `AT_SECURE` auxiliary vector entry, which the kernel sets on set-id
+/// execution and when a security module asks for secure mode.
+pub fn issetugid() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getauxval only reads the auxiliary vector; an unknown
+        // type returns 0, which is the safe default here as well.
+        unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: issetugid takes no arguments and always succeeds.
+        unsafe { libc::issetugid() != 0 }
+    }
+}
+
+/// The host name as `gethostname(3)` returns it.
+pub fn gethostname() -> io::Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for buf.len() bytes; we pass one less so
+    // that the result is NUL-terminated even when the name fills it.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let name = CStr::from_bytes_until_nul(&buf)
+        .map_err(|_| io::Error::from_raw_os_error(libc::ENAMETOOLONG))?;
+    Ok(name.to_string_lossy().into_owned())
+}

@@ -1,0 +1,115 @@
+//! table_static.c: tables held in memory, declared inline in smtpd.conf or
+//! read from a table(5) file (OpenSMTPD table_static.c 1.35).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use crate::util::util::{parse_table_line, TableFileType, TableLine};
+
+use super::table::{Table, TableBackend, TableHandle, TableService, TableType};
+
+pub static TABLE_BACKEND_STATIC: TableBackend = TableBackend {
+    name: "static",
+    services: TableService::K_ALIAS
+        .union(TableService::K_CREDENTIALS)
+        .union(TableService::K_DOMAIN)
+        .union(TableService::K_NETADDR)
+        .union(TableService::K_USERINFO)
+        .union(TableService::K_SOURCE)
+        .union(TableService::K_MAILADDR)
+        .union(TableService::K_ADDRNAME)
+        .union(TableService::K_MAILADDRMAP)
+        .union(TableService::K_RELAYHOST)
+        .union(TableService::K_STRING)
+        .union(TableService::K_REGEX),
+    config: Some(table_static_config),
+    add: Some(table_static_add),
+};
+
+/// struct table_static_priv: the entries, keyed by lowercased key. A list
+/// entry has no value.
+#[derive(Clone, Debug, Default)]
+pub struct TableStaticPriv {
+    pub ty: TableType,
+    pub dict: BTreeMap<String, Option<String>>,
+}
+
+/// table_static_priv_add(): keys are lowercased, as lookups lowercase
+/// theirs; a second entry with the same key replaces the first.
+fn table_static_priv_add(priv_: &mut TableStaticPriv, key: &str, val: Option<&str>) {
+    priv_
+        .dict
+        .insert(key.to_ascii_lowercase(), val.map(str::to_string));
+}
+
+/// table_static_priv_load(): reads a table(5) file.
+fn table_static_priv_load(priv_: &mut TableStaticPriv, path: &str) -> Result<(), String> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| format!("{path}: {}", crate::util::log::strerror(&e)))?;
+    let mut ty = match priv_.ty {
+        t if t.contains(TableType::T_LIST) => TableFileType::List,
+        t if t.contains(TableType::T_HASH) => TableFileType::Hash,
+        _ => TableFileType::None,
+    };
+    for (n, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
+        let line = line.map_err(|e| format!("{path}: {}", crate::util::log::strerror(&e)))?;
+        let line = String::from_utf8_lossy(&line);
+        match parse_table_line(&line, &mut ty) {
+            TableLine::Skip => {}
+            TableLine::Entry(k, v) => table_static_priv_add(priv_, k, v),
+            TableLine::Malformed => return Err(format!("{path}:{}: invalid map entry", n + 1)),
+        }
+    }
+    priv_.ty = match ty {
+        TableFileType::List => TableType::T_LIST,
+        // Empty files (an empty aliases file, say) are accepted as mappings.
+        TableFileType::Hash | TableFileType::None => TableType::T_HASH,
+    };
+    Ok(())
+}
+
+/// table_static_config(): loads the table's file, if it has one.
+fn table_static_config(t: &mut Table) -> Result<(), String> {
+    if matches!(t.t_handle, TableHandle::Static(_)) && t.t_config.is_empty() {
+        return Ok(());
+    }
+    let mut priv_ = TableStaticPriv {
+        ty: t.t_type,
+        dict: BTreeMap::new(),
+    };
+    if !t.t_config.is_empty() {
+        table_static_priv_load(&mut priv_, &t.t_config)?;
+    }
+    t.t_type = priv_.ty;
+    t.t_handle = TableHandle::Static(priv_);
+    Ok(())
+}
+
+/// table_static_add(): the first entry decides whether the table is a list
+/// or a mapping; tables read from a file take no inline entries.
+fn table_static_add(t: &mut Table, key: &str, val: Option<&str>) -> bool {
+    if !t.t_config.is_empty() {
+        return false;
+    }
+    if t.t_type.is_empty() {
+        t.t_type = if val.is_some() {
+            TableType::T_HASH
+        } else {
+            TableType::T_LIST
+        };
+    } else if t.t_type.contains(TableType::T_LIST) == val.is_some() {
+        return false;
+    }
+    if !matches!(t.t_handle, TableHandle::Static(_)) && table_static_config(t).is_err() {
+        return false;
+    }
+    let ty = t.t_type;
+    match &mut t.t_handle {
+        TableHandle::Static(priv_) => {
+            priv_.ty = ty;
+            table_static_priv_add(priv_, key, val);
+            true
+        }
+        TableHandle::None => false,
+    }
+}

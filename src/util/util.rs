@@ -1,0 +1,297 @@
+//! util.c: small helpers shared by every process (OpenSMTPD util.c 1.160),
+//! plus the two libc helpers OpenSMTPD takes from OpenBSD's libraries and
+//! the portable tree ships as compat code: `res_hnok` and `scan_scaled`.
+
+use std::io::BufRead;
+
+use crate::pathnames::MAILNAME_FILE;
+use crate::sys::net::{self, Family};
+use crate::sys::unistd;
+
+/// res_hnok(3): whether `dn` is a syntactically valid host name: labels of
+/// letters, digits, `-` and `_`, each beginning and ending with a letter or
+/// digit.
+pub fn res_hnok(dn: &str) -> bool {
+    let b = dn.as_bytes();
+    let border = |c: u8| c.is_ascii_alphanumeric();
+    let middle = |c: u8| border(c) || c == b'-' || c == b'_';
+    let mut pch = b'.';
+    for (i, &ch) in b.iter().enumerate() {
+        let nch = b.get(i + 1).copied().unwrap_or(0);
+        let ok = if ch == b'.' {
+            true
+        } else if pch == b'.' || nch == b'.' || nch == 0 {
+            border(ch)
+        } else {
+            middle(ch)
+        };
+        if !ok {
+            return false;
+        }
+        pch = ch;
+    }
+    true
+}
+
+/// lowercase(): ASCII lowercasing, as tolower(3) in the C locale.
+pub fn lowercase(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+/// valid_domainpart(): a host name, or an address literal in brackets
+/// (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
+pub fn valid_domainpart(s: &str) -> bool {
+    if let Some(rest) = s.strip_prefix('[') {
+        let rest = if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("IPv6:") {
+            &rest[5..]
+        } else {
+            rest
+        };
+        let Some(inner) = rest.strip_suffix(']') else {
+            return false;
+        };
+        return inner.parse::<std::net::IpAddr>().is_ok();
+    }
+    if s.is_empty() || s.len() >= crate::defines::SMTPD_MAXDOMAINPARTSIZE || s.ends_with('.') {
+        return false;
+    }
+    res_hnok(s)
+}
+
+/// scan_scaled(3): a number with an optional fraction and an optional
+/// binary unit (B, K, M, G, T, P, E, either case), `"35M"` or `"1.5G"`.
+pub fn scan_scaled(scaled: &str) -> Option<i64> {
+    const UNITS: &[u8] = b"BKMGTPE";
+    let mut p = scaled
+        .trim_start_matches(|c: char| c.is_ascii_whitespace())
+        .as_bytes();
+    let mut sign = 0i64;
+    while let Some(&c) = p.first() {
+        match c {
+            b'-' | b'+' if sign != 0 => return None,
+            b'-' => sign = -1,
+            b'+' => sign = 1,
+            _ => break,
+        }
+        p = &p[1..];
+    }
+    let (mut whole, mut fpart, mut fract_digits, mut ndigits) = (0i64, 0i64, 0u32, 0u32);
+    // The C code caps digits at 3 per unit of the scale table.
+    const MAX_DIGITS: u32 = 7 * 3;
+    while let Some(&c) = p.first() {
+        if c == b'.' {
+            if fract_digits > 0 {
+                return None;
+            }
+            fract_digits = 1;
+        } else if c.is_ascii_digit() {
+            let d = i64::from(c - b'0');
+            if fract_digits > 0 {
+                if fract_digits < MAX_DIGITS - 1 {
+                    fract_digits += 1;
+                    fpart = fpart.checked_mul(10)?.checked_add(d)?;
+                }
+            } else {
+                ndigits += 1;
+                if ndigits >= MAX_DIGITS {
+                    return None;
+                }
+                whole = whole.checked_mul(10)?.checked_add(d)?;
+            }
+        } else {
+            break;
+        }
+        p = &p[1..];
+    }
+    if sign != 0 {
+        whole *= sign;
+    }
+    let Some(&unit) = p.first() else {
+        return Some(whole);
+    };
+    let i = UNITS.iter().position(|&u| u == unit.to_ascii_uppercase())?;
+    if p.get(1).is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let scale = 1i64 << (10 * i);
+    whole = whole.checked_mul(scale)?;
+    while fpart >= i64::MAX / scale {
+        fpart /= 10;
+        fract_digits -= 1;
+    }
+    fpart *= scale;
+    for _ in 1..fract_digits.max(1) {
+        fpart /= 10;
+    }
+    Some(if sign == -1 {
+        whole - fpart
+    } else {
+        whole + fpart
+    })
+}
+
+/// The kind of a table file, as its first entry (or an `# @list` comment)
+/// decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFileType {
+    None,
+    List,
+    Hash,
+}
+
+/// One line of a table file, as parse_table_line() splits it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TableLine<'a> {
+    /// Blank line or comment.
+    Skip,
+    Entry(&'a str, Option<&'a str>),
+    /// A `[` with no `]`, or a key of a mapping with no value.
+    Malformed,
+}
+
+/// parse_table_line(): splits one line of a table(5) file. The first entry
+/// fixes the type of the whole file: a key alone makes a list, a key and a
+/// value a mapping; `# @list` before any entry forces a list.
+pub fn parse_table_line<'a>(line: &'a str, ty: &mut TableFileType) -> TableLine<'a> {
+    let keyp = line.trim_matches(|c: char| c.is_ascii_whitespace());
+    if keyp.is_empty() {
+        return TableLine::Skip;
+    }
+    if let Some(comment) = keyp.strip_prefix('#') {
+        if *ty == TableFileType::None && comment.trim_start() == "@list" {
+            *ty = TableFileType::List;
+        }
+        return TableLine::Skip;
+    }
+    let split = if keyp.starts_with('[') {
+        match keyp.find(']') {
+            Some(i) => i + 1,
+            None => return TableLine::Malformed,
+        }
+    } else {
+        keyp.find([' ', '\t', ':']).unwrap_or(keyp.len())
+    };
+    if *ty == TableFileType::None {
+        *ty = if split == keyp.len() {
+            TableFileType::List
+        } else {
+            TableFileType::Hash
+        };
+    }
+    if *ty == TableFileType::List {
+        return TableLine::Entry(keyp, None);
+    }
+    let key = &keyp[..split];
+    let mut val = &keyp[split..];
+    if !val.is_empty() {
+        val = val[1..].trim_start_matches([' ', '\t']);
+    }
+    if val.is_empty() {
+        return TableLine::Malformed;
+    }
+    TableLine::Entry(key, Some(val))
+}
+
+/// parse_mailname_file(): the first line of the mailname file, if any.
+fn parse_mailname_file() -> Option<String> {
+    let f = std::fs::File::open(MAILNAME_FILE).ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(f).read_line(&mut line).ok()?;
+    if line.is_empty() {
+        return None;
+    }
+    if line.ends_with('\n') {
+        line.pop();
+    }
+    if line.len() > crate::defines::HOST_NAME_MAX {
+        eprintln!("{MAILNAME_FILE} entry too long");
+        return None;
+    }
+    Some(line)
+}
+
+/// getmailname(): the server name: the mailname file, else the host name,
+/// canonicalised through the resolver when it has no domain part.
+pub fn getmailname() -> Result<String, String> {
+    if let Some(name) = parse_mailname_file() {
+        return Ok(name);
+    }
+    let hostname =
+        unistd::gethostname().map_err(|_| "getmailname: gethostname() failed".to_string())?;
+    if hostname.contains('.') {
+        return Ok(hostname);
+    }
+    match net::getaddrinfo(&hostname, Family::Unspec, false, true) {
+        Ok(ai) => match ai.canonname {
+            Some(c) if c.len() > crate::defines::HOST_NAME_MAX => Err("hostname too long".into()),
+            Some(c) => Ok(c),
+            None => Ok(hostname),
+        },
+        // Continue with the name as it is.
+        Err(_) => Ok(hostname),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn res_hnok_accepts_host_names_only() {
+        assert!(res_hnok("mail.example.org"));
+        assert!(res_hnok("a-b_c.d"));
+        assert!(!res_hnok("-a.example"));
+        assert!(!res_hnok("a-.example"));
+        assert!(!res_hnok("a b"));
+        assert!(!res_hnok("*"));
+    }
+
+    #[test]
+    fn scan_scaled_units_and_fractions() {
+        assert_eq!(scan_scaled("35M"), Some(35 * 1024 * 1024));
+        assert_eq!(scan_scaled("1k"), Some(1024));
+        assert_eq!(scan_scaled("1.5K"), Some(1536));
+        assert_eq!(scan_scaled("100"), Some(100));
+        assert_eq!(scan_scaled("10B"), Some(10));
+        assert_eq!(scan_scaled("1X"), None);
+        assert_eq!(scan_scaled("1Mb"), None);
+        assert_eq!(scan_scaled("1.2.3"), None);
+        assert_eq!(scan_scaled("99999999E"), None);
+    }
+
+    #[test]
+    fn table_lines_fix_the_type_on_the_first_entry() {
+        let mut ty = TableFileType::None;
+        assert_eq!(parse_table_line("  # comment", &mut ty), TableLine::Skip);
+        assert_eq!(
+            parse_table_line("root: alice, bob", &mut ty),
+            TableLine::Entry("root", Some("alice, bob"))
+        );
+        assert_eq!(ty, TableFileType::Hash);
+        assert_eq!(parse_table_line("lonely", &mut ty), TableLine::Malformed);
+
+        let mut ty = TableFileType::None;
+        assert_eq!(parse_table_line("# @list", &mut ty), TableLine::Skip);
+        assert_eq!(
+            parse_table_line("a b", &mut ty),
+            TableLine::Entry("a b", None)
+        );
+
+        let mut ty = TableFileType::None;
+        assert_eq!(
+            parse_table_line("[::1] v", &mut ty),
+            TableLine::Entry("[::1]", Some("v"))
+        );
+        assert_eq!(parse_table_line("[::1 v", &mut ty), TableLine::Malformed);
+    }
+
+    #[test]
+    fn domain_parts() {
+        assert!(valid_domainpart("example.org"));
+        assert!(valid_domainpart("[192.0.2.1]"));
+        assert!(valid_domainpart("[IPv6:2001:db8::1]"));
+        assert!(!valid_domainpart("example.org."));
+        assert!(!valid_domainpart("[nope]"));
+        assert!(!valid_domainpart(""));
+    }
+}
