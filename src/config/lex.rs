@@ -8,6 +8,7 @@
 //! bytes. Diagnostics are collected rather than printed, so that the
 //! parser can be driven from tests.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The longest token OpenSMTPD's lexer accepts (its `buf[8096]`).
@@ -183,35 +184,37 @@ pub struct Token {
 /// sym: a macro.
 #[derive(Debug)]
 struct Sym {
-    nam: String,
     val: String,
     used: bool,
     /// Set from the command line (`-D`): the file cannot redefine it.
     persist: bool,
+    /// Definition order, for the unused-macro warnings.
+    seq: usize,
 }
 
-/// The macro table.
+/// The macro table. OpenSMTPD keeps a list; a map keeps large generated
+/// configurations from spending their time in name comparisons.
 #[derive(Debug, Default)]
 pub struct Symtab {
-    syms: Vec<Sym>,
+    syms: HashMap<String, Sym>,
+    seq: usize,
 }
 
 impl Symtab {
     /// symset(): defines `nam`, unless a persistent (command line)
     /// definition exists, which wins silently as in OpenSMTPD.
     pub fn symset(&mut self, nam: &str, val: &str, persist: bool) {
-        if let Some(i) = self.syms.iter().position(|s| s.nam == nam) {
-            if self.syms[i].persist {
-                return;
-            }
-            self.syms.remove(i);
+        if self.syms.get(nam).is_some_and(|s| s.persist) {
+            return;
         }
-        self.syms.push(Sym {
-            nam: nam.to_string(),
+        self.seq += 1;
+        let sym = Sym {
             val: val.to_string(),
             used: false,
             persist,
-        });
+            seq: self.seq,
+        };
+        self.syms.insert(nam.to_string(), sym);
     }
 
     /// cmdline_symset(): `-D name=value`, split at the last `=`; false
@@ -224,14 +227,21 @@ impl Symtab {
 
     /// symget(): the value of `nam`, marking it used.
     pub fn symget(&mut self, nam: &str) -> Option<String> {
-        let s = self.syms.iter_mut().find(|s| s.nam == nam)?;
+        let s = self.syms.get_mut(nam)?;
         s.used = true;
         Some(s.val.clone())
     }
 
-    /// Names of macros defined but never expanded.
-    pub fn unused(&self) -> impl Iterator<Item = &str> {
-        self.syms.iter().filter(|s| !s.used).map(|s| s.nam.as_str())
+    /// Names of macros defined but never expanded, in definition order.
+    pub fn unused(&self) -> Vec<&str> {
+        let mut v: Vec<(&str, usize)> = self
+            .syms
+            .iter()
+            .filter(|(_, s)| !s.used)
+            .map(|(n, s)| (n.as_str(), s.seq))
+            .collect();
+        v.sort_by_key(|&(_, seq)| seq);
+        v.into_iter().map(|(n, _)| n).collect()
     }
 }
 
@@ -364,6 +374,12 @@ impl Lexer {
             return Err(format!("includes nested deeper than {MAXINCLUDE} files"));
         }
         let data = read_config_file(Path::new(name))?;
+        self.push_data(name, data, path);
+        Ok(())
+    }
+
+    /// Starts reading `data` as if it were the file `name`.
+    pub fn push_data(&mut self, name: &str, data: Vec<u8>, path: PathBuf) {
         self.names.push(name.to_string());
         self.files.push(File {
             name: self.names.len() - 1,
@@ -374,7 +390,6 @@ impl Lexer {
             lineno: 1,
             path,
         });
-        Ok(())
     }
 
     /// popfile(): back to the including file; false at the top.

@@ -173,6 +173,8 @@ pub struct Parser<'c> {
     decls: HashMap<(&'static str, String), Loc>,
     /// Unclosed braces of the statement being read, for recovery.
     depth: i32,
+    /// The current token is the first of its line.
+    bol: bool,
 }
 
 /// How many errors a configuration had.
@@ -209,6 +211,27 @@ pub fn parse_config_diags(
         });
         return (Err(ConfigErrors(1)), lex.diags);
     }
+    parse_lexer(conf, filename, lex)
+}
+
+/// parse_config() of a configuration held in memory, for the fuzzer and
+/// benchmarks; `include` still reads files.
+pub fn parse_config_buffer(
+    conf: &mut Smtpd,
+    name: &str,
+    data: &[u8],
+    symtab: Symtab,
+) -> (Result<(), ConfigErrors>, Vec<super::lex::Diag>) {
+    let mut lex = Lexer::new(symtab);
+    lex.push_data(name, data.to_vec(), name.into());
+    parse_lexer(conf, name, lex)
+}
+
+fn parse_lexer(
+    conf: &mut Smtpd,
+    filename: &str,
+    mut lex: Lexer,
+) -> (Result<(), ConfigErrors>, Vec<super::lex::Diag>) {
     conf.sc_conffile = filename.to_string();
     let first = lex.yylex();
     let mut p = Parser {
@@ -220,6 +243,7 @@ pub fn parse_config_diags(
         listen_origin: 0,
         decls: HashMap::new(),
         depth: 0,
+        bol: true,
     };
     p.grammar();
     p.finish();
@@ -321,6 +345,7 @@ impl<'c> Parser<'c> {
             Tok::Char(b'}') => self.depth -= 1,
             _ => {}
         }
+        self.bol = matches!(self.tok.tok, Tok::Newline | Tok::Error);
         self.tok = self.lex.yylex();
     }
 
@@ -539,14 +564,31 @@ impl<'c> Parser<'c> {
                 }
                 Tok::Newline => {
                     self.advance();
-                    let starts = self.kw().is_some_and(|k| STATEMENTS.contains(&k));
-                    if self.depth <= 0 || starts {
+                    if self.depth <= 0 {
                         return;
                     }
                 }
+                _ if self.at_statement_start() => return,
                 _ => self.advance(),
             }
         }
+    }
+
+    /// A statement keyword at the start of a line: inside braces, the
+    /// sign of a missing '}'.
+    fn at_statement_start(&self) -> bool {
+        self.bol && self.kw().is_some_and(|k| STATEMENTS.contains(&k))
+    }
+
+    /// The error for a value missing inside braces opened on line `open`.
+    fn in_braces_expected(&mut self, open: Loc, ctx: &str, what: &str) -> Abort {
+        if self.at_statement_start() {
+            return self.error(&format!(
+                "'{{' opened on line {} is not closed before this statement",
+                open.line
+            ));
+        }
+        self.expected(ctx, what, &[])
     }
 
     fn statement(&mut self) -> PResult<()> {
@@ -1123,11 +1165,15 @@ impl<'c> Parser<'c> {
 
     /// '{' optnl tableval_list '}' into `t`.
     fn table_braces(&mut self, t: &mut Table) -> PResult<()> {
+        let open = self.loc();
         self.expect_char(b'{', "table")?;
         self.optnl();
         let mut hash: Option<bool> = None;
         loop {
             let l = self.loc();
+            if !matches!(self.tok.tok, Tok::Str(_)) && self.at_statement_start() {
+                return Err(self.in_braces_expected(open, "table", "a value"));
+            }
             let (key, _) = self.string("table", "a value")?;
             let val = if matches!(self.tok.tok, Tok::Char(b'=') | Tok::Arrow) {
                 self.advance();
@@ -1157,7 +1203,7 @@ impl<'c> Parser<'c> {
                 return Ok(());
             }
             if !matches!(self.tok.tok, Tok::Str(_)) {
-                return Err(self.expected("table", "',' or '}'", &[]));
+                return Err(self.in_braces_expected(open, "table", "',' or '}'"));
             }
         }
     }
@@ -2208,11 +2254,15 @@ impl<'c> Parser<'c> {
     /// '{' optnl filter_list '}': filter names, no chains, none twice, no
     /// proc twice.
     fn filter_list(&mut self, subsystem: FilterSubsystem) -> PResult<Vec<String>> {
+        let open = self.loc();
         self.expect_char(b'{', "filter chain")?;
         self.optnl();
         let mut chain: Vec<String> = Vec::new();
         let mut procs: Vec<String> = Vec::new();
         loop {
+            if !matches!(self.tok.tok, Tok::Str(_)) && self.at_statement_start() {
+                return Err(self.in_braces_expected(open, "filter chain", "a filter name"));
+            }
             let (name, l) = self.string("filter chain", "a filter name")?;
             let Some(fr) = self.conf.sc_filters_dict.get_mut(&name) else {
                 let hint = did_you_mean(suggest(
@@ -2259,7 +2309,7 @@ impl<'c> Parser<'c> {
                 return Ok(chain);
             }
             if !matches!(self.tok.tok, Tok::Str(_)) {
-                return Err(self.expected("filter chain", "',' or '}'", &[]));
+                return Err(self.in_braces_expected(open, "filter chain", "',' or '}'"));
             }
         }
     }
@@ -2649,7 +2699,13 @@ impl<'c> Parser<'c> {
             self.create_sock_listener(lo);
         }
         if self.conf.sc_opts & SMTPD_OPT_VERBOSE != 0 {
-            let unused: Vec<String> = self.lex.symtab.unused().map(str::to_string).collect();
+            let unused: Vec<String> = self
+                .lex
+                .symtab
+                .unused()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
             for name in unused {
                 self.lex.diags.push(super::lex::Diag {
                     error: false,
