@@ -10,6 +10,7 @@ pub mod util;
 
 pub mod config;
 pub mod defines;
+pub mod io;
 pub mod pathnames;
 pub mod smtpctl;
 pub mod smtpd;

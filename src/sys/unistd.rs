@@ -48,3 +48,24 @@ pub fn gethostname() -> io::Result<String> {
         .map_err(|_| io::Error::from_raw_os_error(libc::ENAMETOOLONG))?;
     Ok(name.to_string_lossy().into_owned())
 }
+
+/// Raises the soft limit on open descriptors to the hard limit, as
+/// config_process() does for every process; returns the new limit.
+pub fn nofile_to_max() -> io::Result<u64> {
+    // SAFETY: rlimit is plain data that getrlimit fills.
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: rl is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    rl.rlim_cur = rl.rlim_max;
+    // SAFETY: rl is initialised. EINVAL (a hard limit above what the
+    // kernel allows) leaves the old limit, as OpenSMTPD tolerates.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+    }
+    Ok(rl.rlim_cur as u64)
+}

@@ -1,0 +1,3 @@
+//! I/O for the processes: the event loop (libevent's role).
+
+pub mod event;
