@@ -10,6 +10,9 @@
 
 pub mod event;
 pub mod net;
+pub mod pledge;
+pub mod process;
+pub mod proctitle;
 pub mod regex;
 pub mod syslog;
 pub mod unistd;

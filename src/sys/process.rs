@@ -1,0 +1,294 @@
+//! Processes: fork and exec, waiting, signals to others, privilege drop,
+//! chroot, descriptor hygiene across exec, and the process title.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use super::cstring;
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// The two sides of fork(2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fork {
+    Child,
+    Parent(libc::pid_t),
+}
+
+/// fork(2). The caller is single-threaded (every smtpd process is), so
+/// the child may do anything the parent could.
+pub fn fork() -> io::Result<Fork> {
+    // SAFETY: fork has no arguments; smtpd processes have one thread.
+    match check(unsafe { libc::fork() })? {
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(pid)),
+    }
+}
+
+/// execvp(3): returns only on failure.
+pub fn execvp(argv: &[String]) -> io::Error {
+    let cargs: Result<Vec<CString>, _> = argv.iter().map(|a| cstring(a)).collect();
+    let cargs = match cargs {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => return io::Error::from_raw_os_error(libc::EINVAL),
+        Err(e) => return e,
+    };
+    let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: ptrs is a NULL-terminated array of NUL-terminated strings
+    // that outlive the call.
+    unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// dup2(2).
+pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 has no memory arguments; closing `new` first is its
+    // documented effect.
+    check(unsafe { libc::dup2(old, new) }).map(|_| ())
+}
+
+/// Clears close-on-exec on `fd`, so that it survives an exec.
+pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with integer arguments only.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) }).map(|_| ())
+}
+
+/// closefrom(2): closes every descriptor from `lowfd` up.
+pub fn closefrom(lowfd: RawFd) {
+    #[cfg(target_os = "openbsd")]
+    {
+        // SAFETY: closefrom has no memory arguments.
+        unsafe { libc::closefrom(lowfd) };
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // close_range(2) exists since Linux 5.9; older kernels (and some
+        // sandboxes) refuse it, and we close what /proc lists instead.
+        // SAFETY: close_range takes integers only.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                lowfd as libc::c_uint,
+                libc::c_uint::MAX,
+                0,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+        let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+            Ok(dir) => dir
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&fd| fd >= lowfd)
+                .collect(),
+            Err(_) => (lowfd..1024).collect(),
+        };
+        for fd in fds {
+            // SAFETY: closing descriptors this process owns by number is
+            // the point of closefrom; nothing uses them after exec.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// How a child ended, from waitpid(2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// waitpid(-1, WNOHANG): one child that has ended, if any.
+pub fn waitpid_any_nohang() -> io::Result<Option<(libc::pid_t, WaitStatus)>> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: status is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        if pid == -1 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+        let ws = if libc::WIFSIGNALED(status) {
+            WaitStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            WaitStatus::Exited(libc::WEXITSTATUS(status))
+        };
+        return Ok(Some((pid, ws)));
+    }
+}
+
+/// waitpid(pid, 0): waits for one child to end.
+pub fn waitpid(pid: libc::pid_t) -> io::Result<WaitStatus> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: status is a valid out-pointer.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } != -1 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    Ok(if libc::WIFSIGNALED(status) {
+        WaitStatus::Signaled(libc::WTERMSIG(status))
+    } else {
+        WaitStatus::Exited(libc::WEXITSTATUS(status))
+    })
+}
+
+/// kill(2).
+pub fn kill(pid: libc::pid_t, signo: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill has no memory arguments.
+    check(unsafe { libc::kill(pid, signo) }).map(|_| ())
+}
+
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: getpid always succeeds.
+    unsafe { libc::getpid() }
+}
+
+pub fn getppid() -> libc::pid_t {
+    // SAFETY: getppid always succeeds.
+    unsafe { libc::getppid() }
+}
+
+/// setsid(2).
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: setsid has no arguments.
+    check(unsafe { libc::setsid() }).map(|_| ())
+}
+
+/// alarm(3): SIGALRM after `secs` seconds (0 cancels).
+pub fn alarm(secs: u32) {
+    // SAFETY: alarm has no memory arguments and cannot fail.
+    unsafe { libc::alarm(secs) };
+}
+
+/// umask(2); returns the previous mask.
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// chroot(2) then chdir("/"), as every chrooted smtpd process does.
+pub fn chroot(path: &str) -> io::Result<()> {
+    let c = cstring(path)?;
+    // SAFETY: c is NUL-terminated.
+    check(unsafe { libc::chroot(c.as_ptr()) })?;
+    // SAFETY: a literal, NUL-terminated path.
+    check(unsafe { libc::chdir(c"/".as_ptr()) }).map(|_| ())
+}
+
+/// setgroups(2), setresgid(2), setresuid(2) in that order: the privilege
+/// drop of every smtpd process. The group list becomes just `gid`.
+pub fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
+    let groups = [gid as libc::gid_t];
+    // SAFETY: groups holds one gid_t.
+    check(unsafe { libc::setgroups(1, groups.as_ptr()) })?;
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::setresgid(gid, gid, gid) })?;
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::setresuid(uid, uid, uid) }).map(|_| ())
+}
+
+/// A password database entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Passwd {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub dir: String,
+    pub shell: String,
+}
+
+/// getpwnam(3) (getpwnam_r, so no static storage is shared).
+pub fn getpwnam(name: &str) -> io::Result<Option<Passwd>> {
+    let cname = cstring(name)?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: passwd is plain data filled by getpwnam_r.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the sizes given; the strings
+        // in pw point into buf, which outlives their use below.
+        let r = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if r == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        let s = |p: *const libc::c_char| {
+            // SAFETY: getpwnam_r filled these with NUL-terminated strings
+            // (or left them null, which we read as empty).
+            if p.is_null() {
+                String::new()
+            } else {
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
+        };
+        return Ok(Some(Passwd {
+            name: s(pw.pw_name),
+            uid: pw.pw_uid,
+            gid: pw.pw_gid,
+            dir: s(pw.pw_dir),
+            shell: s(pw.pw_shell),
+        }));
+    }
+}
+
+/// The root directory of process `pid`, as Linux shows it in /proc (for
+/// tests that check chroots); None elsewhere.
+pub fn proc_root(pid: libc::pid_t) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/root")).ok()
+}
+
+/// Whether `fd` is an open descriptor of this process.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// Redirects stdin, stdout and stderr to /dev/null, as daemon(3) does
+/// once the process is detached.
+pub fn stdio_to_devnull() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..3 {
+        dup2(null.as_raw_fd(), fd)?;
+    }
+    Ok(())
+}
