@@ -8,8 +8,8 @@
 //! so that every error is reported in one run. What OpenSMTPD accepts but
 //! cannot work (a reject message that is not an SMTP reply, a regex that
 //! does not compile) gets a warning; what OpenSMTPD refuses only once its
-//! processes start (an unknown pki on a relay, a bad protocols string) is
-//! an error here, with its line.
+//! processes start (an unknown pki on a relay, ciphers or protocols that
+//! libtls refuses) is an error here, with its line.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -735,6 +735,22 @@ impl<'c> Parser<'c> {
         Ok(())
     }
 
+    /// A `ciphers` or `protocols` string, checked by libtls as OpenSMTPD's
+    /// processes check it when they start (and die on it).
+    fn tls_string(&mut self, kw: Kw) -> PResult<String> {
+        let (s, l) = self.string(kw.name(), "a string")?;
+        let bad = match kw {
+            Kw::Protocols => crate::sys::tls::parse_protocols(&s).is_none().then(|| {
+                format!("invalid protocols \"{s}\": expected a list such as \"tlsv1.2:tlsv1.3\" or \"secure\"")
+            }),
+            _ => crate::sys::tls::check_ciphers(&s).err().map(|e| format!("invalid ciphers \"{s}\": {e}")),
+        };
+        match bad {
+            Some(msg) => Err(self.error_at(l, &msg)),
+            None => Ok(s),
+        }
+    }
+
     /// A pki or ca name: a host name or `*`, lowercased.
     fn tls_name(&mut self, ctx: &str) -> PResult<(String, Loc)> {
         let (s, l) = self.string(ctx, "a name (a host name or *)")?;
@@ -1045,8 +1061,7 @@ impl<'c> Parser<'c> {
             return self.end("smtp limit", &KEYS);
         }
         if self.accept_kw(Kw::Ciphers) {
-            let (c, _) = self.string("smtp ciphers", "a cipher list")?;
-            self.conf.sc_tls_ciphers = Some(c);
+            self.conf.sc_tls_ciphers = Some(self.tls_string(Kw::Ciphers)?);
             return Ok(());
         }
         if self.accept_kw(Kw::MaxMessageSize) {
@@ -1150,17 +1165,18 @@ impl<'c> Parser<'c> {
                 return Err(self.error_at(sl, &format!("{e}{hint}")));
             }
         };
-        let r = table_config(&mut t).map_err(|e| {
-            self.error_at(
+        if let Err(e) = table_config(&mut t) {
+            let c = config.unwrap_or("");
+            self.conf
+                .sc_tables_dict
+                .insert(name.clone(), placeholder_table(&name));
+            return Err(self.error_at(
                 sl,
-                &format!(
-                    "invalid configuration file {} for table {name}: {e}",
-                    config.unwrap_or("")
-                ),
-            )
-        });
+                &format!("invalid configuration file {c} for table {name}: {e}"),
+            ));
+        }
         self.conf.sc_tables_dict.insert(name, t);
-        r
+        Ok(())
     }
 
     /// '{' optnl tableval_list '}' into `t`.
@@ -1535,12 +1551,12 @@ impl<'c> Parser<'c> {
                     r.ca = Some(self.ca_ref(&name, nl)?);
                 }
                 Kw::Ciphers => {
-                    let (c, _) = self.string("ciphers", "a cipher list")?;
+                    let c = self.tls_string(k)?;
                     dup(r.tls_ciphers.is_some(), "ciphers", self)?;
                     r.tls_ciphers = Some(c);
                 }
                 Kw::Protocols => {
-                    let (p, _) = self.string("protocols", "a protocol list")?;
+                    let p = self.tls_string(k)?;
                     dup(r.tls_protocols.is_some(), "protocols", self)?;
                     r.tls_protocols = Some(p);
                 }
@@ -2455,7 +2471,7 @@ impl<'c> Parser<'c> {
                 }
                 Kw::Ciphers | Kw::Protocols => {
                     self.advance();
-                    let (v, _) = self.string(k.name(), "a string")?;
+                    let v = self.tls_string(k)?;
                     let slot = if k == Kw::Ciphers {
                         &mut lo.tls_ciphers
                     } else {
@@ -2772,9 +2788,10 @@ impl<'c> Parser<'c> {
 }
 
 /// A table that stands in for one that failed to load, so that the
-/// statements referring to it do not report it missing as well.
+/// statements referring to it report neither a missing table nor a
+/// wrong shape: a proc table has every shape and serves everything.
 fn placeholder_table(name: &str) -> Table {
-    table_create("static", name, None).expect("the static backend is built in")
+    table_create("proc", name, None).expect("the proc backend is built in")
 }
 
 /// A token as messages show it.

@@ -15,6 +15,7 @@ pub mod process;
 pub mod proctitle;
 pub mod regex;
 pub mod syslog;
+pub mod tls;
 pub mod unistd;
 
 use std::ffi::CString;
