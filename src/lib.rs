@@ -11,6 +11,7 @@ pub mod util;
 pub mod config;
 pub mod defines;
 pub mod io;
+pub mod ipc;
 pub mod pathnames;
 pub mod smtpctl;
 pub mod smtpd;

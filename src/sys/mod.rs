@@ -14,6 +14,7 @@ pub mod pledge;
 pub mod process;
 pub mod proctitle;
 pub mod regex;
+pub mod socket;
 pub mod syslog;
 pub mod tls;
 pub mod unistd;

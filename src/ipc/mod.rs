@@ -1,0 +1,3 @@
+//! Messaging between smtpd processes: OpenBSD's imsg framing (`imsg`).
+
+pub mod imsg;
