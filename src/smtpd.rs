@@ -5,15 +5,29 @@
 //! the imsg loop and everything the parent does for its children) is not
 //! there yet, and smtpd says so instead of starting.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use crate::config::config::{config_default, Smtpd, SMTPD_OPT_NOACTION, SMTPD_OPT_VERBOSE};
 use crate::config::lex::Symtab;
 use crate::config::parse::parse_config;
 use crate::config::printconf::print_config;
 use crate::defines::{SMTPD_NAME, SMTPD_VERSION};
+use crate::ipc::mproc::{ImsgType, ProcType};
 use crate::pathnames::CONF_FILE;
 use crate::sys::unistd::geteuid;
 use crate::util::getopt::{Getopt, Opt};
 use crate::util::log::*;
+
+/// Which process this is (C's global `smtpd_process`), set once at start.
+static SMTPD_PROCESS: AtomicU32 = AtomicU32::new(ProcType::PROC_PARENT as u32);
+
+pub fn smtpd_process() -> ProcType {
+    ProcType::from_u32(SMTPD_PROCESS.load(Ordering::Relaxed)).unwrap_or(ProcType::PROC_PARENT)
+}
+
+pub fn set_smtpd_process(p: ProcType) {
+    SMTPD_PROCESS.store(p as u32, Ordering::Relaxed);
+}
 
 pub const SMTPD_MDA_PAUSED: u32 = 0x02;
 pub const SMTPD_MTA_PAUSED: u32 = 0x04;
@@ -194,6 +208,44 @@ pub fn main(args: Vec<String>) -> i32 {
          the process tree comes next"
     );
     1
+}
+
+/// proc_title(): a process as `ps` and the logs name it.
+pub fn proc_title(proc: ProcType) -> &'static str {
+    match proc {
+        ProcType::PROC_PARENT => "[priv]",
+        ProcType::PROC_LKA => "lookup",
+        ProcType::PROC_QUEUE => "queue",
+        ProcType::PROC_CONTROL => "control",
+        ProcType::PROC_SCHEDULER => "scheduler",
+        ProcType::PROC_DISPATCHER => "dispatcher",
+        ProcType::PROC_CA => "crypto",
+        ProcType::PROC_CLIENT => "client",
+        ProcType::PROC_PROCESSOR => "processor",
+    }
+}
+
+/// proc_name(): a process as traces name it.
+pub fn proc_name(proc: ProcType) -> &'static str {
+    match proc {
+        ProcType::PROC_PARENT => "parent",
+        ProcType::PROC_LKA => "lka",
+        ProcType::PROC_QUEUE => "queue",
+        ProcType::PROC_CONTROL => "control",
+        ProcType::PROC_SCHEDULER => "scheduler",
+        ProcType::PROC_DISPATCHER => "dispatcher",
+        ProcType::PROC_CA => "ca",
+        ProcType::PROC_CLIENT => "client-proc",
+        ProcType::PROC_PROCESSOR => "unknown",
+    }
+}
+
+/// imsg_to_str(): the C name of an imsg type.
+pub fn imsg_to_str(type_: u32) -> String {
+    match ImsgType::from_u32(type_) {
+        Some(t) => t.name().to_string(),
+        None => format!("IMSG_??? ({type_})"),
+    }
 }
 
 #[cfg(test)]

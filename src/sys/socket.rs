@@ -10,6 +10,7 @@
 
 use std::io::{self, IoSlice};
 use std::mem;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
@@ -419,6 +420,76 @@ pub(crate) fn is_test_child(name: &str) -> bool {
     std::env::var("SMTPD_TEST_CHILD").as_deref() == Ok(name)
 }
 
+/// A socket address as this platform's C library lays out `struct
+/// sockaddr_in` or `struct sockaddr_in6` (with `sin_len` on OpenBSD):
+/// mproc sends socket addresses between processes in this raw form, as
+/// OpenSMTPD does.
+pub fn sockaddr_bytes(sa: &SocketAddr) -> Vec<u8> {
+    match sa {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_in is plain data; all-zero is valid.
+            let mut sin: libc::sockaddr_in = unsafe { mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            #[cfg(target_os = "openbsd")]
+            {
+                sin.sin_len = mem::size_of::<libc::sockaddr_in>() as u8;
+            }
+            as_bytes(&sin)
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_in6 is plain data; all-zero is valid.
+            let mut sin6: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            #[cfg(target_os = "openbsd")]
+            {
+                sin6.sin6_len = mem::size_of::<libc::sockaddr_in6>() as u8;
+            }
+            as_bytes(&sin6)
+        }
+    }
+}
+
+fn as_bytes<T>(v: &T) -> Vec<u8> {
+    // SAFETY: T is a plain C struct (sockaddr_in/in6) fully initialised
+    // above; reading its bytes is always defined.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), mem::size_of::<T>()) }
+        .to_vec()
+}
+
+/// The inverse of sockaddr_bytes: None for other families (the local
+/// socket's AF_UNIX) or sizes that do not match.
+pub fn sockaddr_from_bytes(b: &[u8]) -> Option<SocketAddr> {
+    if b.len() == mem::size_of::<libc::sockaddr_in>() {
+        // SAFETY: the length matches; read_unaligned copes with any
+        // alignment of the message buffer.
+        let sin: libc::sockaddr_in = unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
+        if libc::c_int::from(sin.sin_family) == libc::AF_INET {
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            return Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)));
+        }
+    }
+    if b.len() == mem::size_of::<libc::sockaddr_in6>() {
+        // SAFETY: as above.
+        let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
+        if libc::c_int::from(sin6.sin6_family) == libc::AF_INET6 {
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            return Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,5 +617,15 @@ mod tests {
             // OpenBSD refuses the whole receive instead.
             Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE)),
         }
+    }
+
+    #[test]
+    fn socket_addresses_round_trip_in_c_layout() {
+        for a in ["192.0.2.1:25", "[2001:db8::1]:587", "[::1]:0"] {
+            let sa: SocketAddr = a.parse().unwrap();
+            let b = sockaddr_bytes(&sa);
+            assert_eq!(sockaddr_from_bytes(&b), Some(sa), "{a}");
+        }
+        assert_eq!(sockaddr_from_bytes(&[0u8; 3]), None);
     }
 }
