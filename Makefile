@@ -39,7 +39,7 @@ MANS =		$(MAN5) $(MAN8)
 all: deps build
 
 deps:
-	@sh mk/deps.sh
+	@sh mk/deps.sh $(SMTPD_USER) $(SMTPD_QUEUE_USER) $(CHROOTDIR)
 
 build:
 	$(BUILDENV) $(CARGO) build --locked --profile $(PROFILE)

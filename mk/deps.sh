@@ -13,13 +13,15 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
-	echo "deps: not a Debian system: install by hand libtls (LibreSSL), libclang, pkg-config, mandoc, bmake" >&2
+	echo "deps: not a Debian system: install by hand libtls (LibreSSL), libclang, pkg-config, mandoc, bmake, the PAM headers" >&2
 	exit 0
 fi
 
 # libtls-dev: libtls-sys; libclang-dev: its bindgen; mandoc: man page lint;
-# bmake: the Makefile is tested under BSD make too; openssl: test keys.
-packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl"
+# bmake: the Makefile is tested under BSD make too; openssl: test keys;
+# libpam0g-dev: libpam.so to link the parent's password checks against;
+# netbase: /etc/services, for "port smtps" and friends.
+packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase"
 
 missing=""
 for p in $packages; do
@@ -29,7 +31,10 @@ for p in $packages; do
 	*) missing="$missing $p" ;;
 	esac
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+	[ "$(id -u)" -eq 0 ] && sh "$(dirname "$0")/users.sh" "$@"
+	exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "deps: missing Debian packages:$missing; run 'make deps' as root or apt-get install them" >&2
@@ -41,3 +46,5 @@ apt-get install -y -q $missing >/dev/null || {
 	apt-get update -q >/dev/null
 	apt-get install -y -q $missing >/dev/null
 }
+[ "$(id -u)" -eq 0 ] && sh "$(dirname "$0")/users.sh" "$@"
+exit 0

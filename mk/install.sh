@@ -37,15 +37,7 @@ case "$(uname -s)" in
 OpenBSD) exit 0 ;;
 esac
 
-nologin=/usr/sbin/nologin
-[ -x "$nologin" ] || nologin=/bin/false
-install -d -m 755 "$chrootdir"
-for u in "$user" "$quser"; do
-	if ! id "$u" >/dev/null 2>&1; then
-		useradd --system --home-dir "$chrootdir" --no-create-home \
-		    --shell "$nologin" --user-group --comment "smtpd privsep user" "$u"
-	fi
-done
+sh "$(dirname "$0")/users.sh" "$user" "$quser" "$chrootdir"
 # OpenSMTPD's spool root: root-owned, traversable, not listable.
 if [ ! -d "$spooldir" ]; then
 	install -d -o root -m 711 "$spooldir"

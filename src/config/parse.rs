@@ -175,6 +175,8 @@ pub struct Parser<'c> {
     depth: i32,
     /// The current token is the first of its line.
     bol: bool,
+    /// pki statements that had an error.
+    broken_pki: std::collections::HashSet<String>,
 }
 
 /// How many errors a configuration had.
@@ -244,6 +246,7 @@ fn parse_lexer(
         decls: HashMap::new(),
         depth: 0,
         bol: true,
+        broken_pki: Default::default(),
     };
     p.grammar();
     p.finish();
@@ -914,14 +917,24 @@ impl<'c> Parser<'c> {
                 pki_name: name.clone(),
                 ..Default::default()
             });
+        let r = self.pki_params(&name);
+        if r.is_err() {
+            // Its missing cert or key would only repeat this error.
+            self.broken_pki.insert(name);
+        }
+        r
+    }
+
+    /// pki_params: (CERT STRING | KEY STRING | DHE STRING)*
+    fn pki_params(&mut self, name: &str) -> PResult<()> {
         while let Some(field @ (Kw::Cert | Kw::Key | Kw::Dhe)) = self.kw() {
             self.advance();
             let (v, vl) = self.string(&format!("pki {}", field.name()), "a string")?;
             let pki = self
                 .conf
                 .sc_pki_dict
-                .get_mut(&name)
-                .expect("inserted above");
+                .get_mut(name)
+                .expect("inserted by pki()");
             match field {
                 Kw::Cert => pki.pki_cert_file = Some(v),
                 Kw::Key => pki.pki_key_file = Some(v),
@@ -1140,6 +1153,11 @@ impl<'c> Parser<'c> {
         if self.is_char(b'{') {
             let mut t = table_create("static", &name, None).map_err(|e| self.error_at(l, &e))?;
             let r = self.table_braces(&mut t);
+            let t = if r.is_ok() {
+                t
+            } else {
+                placeholder_table(&name)
+            };
             self.conf.sc_tables_dict.insert(name, t);
             return r;
         }
@@ -1238,9 +1256,13 @@ impl<'c> Parser<'c> {
             }
             Tok::Char(b'{') => {
                 let mut t = self.new_anonymous_table(l)?;
-                let r = self.table_braces(&mut t);
-                let name = self.register(t);
-                r.map(|()| (name, l))
+                if let Err(e) = self.table_braces(&mut t) {
+                    // The statement is abandoned anyway; a stand-in keeps
+                    // later checks of this table quiet.
+                    self.register(placeholder_table(&t.t_name));
+                    return Err(e);
+                }
+                Ok((self.register(t), l))
             }
             Tok::Char(b'<') => {
                 self.advance();
@@ -1258,12 +1280,24 @@ impl<'c> Parser<'c> {
                 }
                 Ok((name, l))
             }
+            Tok::Num(n) => {
+                let n = *n;
+                Err(self.error(&format!(
+                    "\"{ctx}\" expects a table, found the number {n} (quote it, \"{n}\", to use it as a value)"
+                )))
+            }
             _ => Err(self.expected(ctx, "a table: <name>, { value, ... } or a value", &[])),
         }
     }
 
     fn new_anonymous_table(&mut self, l: Loc) -> PResult<Table> {
-        let name = format!("<dynamic:{}>", self.last_table_id);
+        // OpenSMTPD dies when a table was declared with the name the next
+        // anonymous one would take; we take the next free name.
+        let mut name = format!("<dynamic:{}>", self.last_table_id);
+        while self.conf.sc_tables_dict.contains_key(&name) {
+            self.last_table_id += 1;
+            name = format!("<dynamic:{}>", self.last_table_id);
+        }
         self.last_table_id += 1;
         table_create("static", &name, None).map_err(|e| self.error_at(l, &e))
     }
@@ -2307,11 +2341,10 @@ impl<'c> Parser<'c> {
                 ));
             }
             if let Some(p) = proc {
+                // OpenSMTPD means to refuse this, but its check never
+                // fires: such chains load there, so they load here too.
                 if procs.contains(&p) {
-                    return Err(self.error_at(
-                        l,
-                        &format!("no proc allowed twice within a filter chain: {p}"),
-                    ));
+                    self.warn_at(l, &format!("proc {p} runs twice within this filter chain"));
                 }
                 procs.push(p);
             }
@@ -2648,6 +2681,15 @@ impl<'c> Parser<'c> {
             if lo.family.admits(&ip) {
                 return Ok(vec![ip]);
             }
+            let (is, asked) = if ip.is_ipv4() {
+                ("an IPv4", "inet6")
+            } else {
+                ("an IPv6", "inet4")
+            };
+            return Err(self.error_at(
+                l,
+                &format!("{} is {is} address, but {asked} was given", lo.ifx),
+            ));
         }
         match net::getaddrinfo(&lo.ifx, lo.family, true, false) {
             Ok(ai) if !ai.addrs.is_empty() => Ok(ai.addrs),
@@ -2739,50 +2781,48 @@ impl<'c> Parser<'c> {
     /// load_pki_tree() refuses a pki without certificate or key, and files
     /// it cannot read; we say which, at the pki's line.
     fn check_pki(&mut self) {
-        let pkis: Vec<Pki> = self.conf.sc_pki_dict.values().cloned().collect();
-        for pki in pkis {
+        let mut problems: Vec<(usize, usize, String)> = Vec::new();
+        for pki in self.conf.sc_pki_dict.values() {
+            if self.broken_pki.contains(&pki.pki_name) {
+                continue;
+            }
             let l = self.decls[&("pki", pki.pki_name.clone())];
-            let files = [
-                ("certificate", &pki.pki_cert_file),
-                ("key", &pki.pki_key_file),
-            ];
-            for (what, file) in files {
-                match file {
+            let name = &pki.pki_name;
+            for (what, kw, file) in [
+                ("certificate", "cert", &pki.pki_cert_file),
+                ("key", "key", &pki.pki_key_file),
+            ] {
+                let msg = match file {
                     None => {
-                        let msg = format!(
-                            "pki {}: missing {what} file (add \"pki {} {} FILE\")",
-                            pki.pki_name,
-                            pki.pki_name,
-                            if what == "key" { "key" } else { "cert" }
-                        );
-                        self.lex.error_at(l.file, l.line, &msg);
+                        format!("pki {name}: missing {what} file (add \"pki {name} {kw} FILE\")")
                     }
-                    Some(f) => {
-                        if let Err(e) = std::fs::File::open(f) {
-                            let msg = format!(
-                                "pki {}: cannot read {what} file {f}: {}",
-                                pki.pki_name,
-                                crate::util::log::strerror(&e)
-                            );
-                            self.lex.error_at(l.file, l.line, &msg);
-                        }
-                    }
-                }
+                    Some(f) => match std::fs::File::open(f) {
+                        Ok(_) => continue,
+                        Err(e) => format!(
+                            "pki {name}: cannot read {what} file {f}: {}",
+                            crate::util::log::strerror(&e)
+                        ),
+                    },
+                };
+                problems.push((l.file, l.line, msg));
             }
         }
-        let cas: Vec<Ca> = self.conf.sc_ca_dict.values().cloned().collect();
-        for ca in cas {
+        for ca in self.conf.sc_ca_dict.values() {
             let l = self.decls[&("ca", ca.ca_name.clone())];
-            if let Some(f) = &ca.ca_cert_file {
-                if let Err(e) = std::fs::File::open(f) {
-                    let msg = format!(
-                        "ca {}: cannot read CA file {f}: {}",
-                        ca.ca_name,
-                        crate::util::log::strerror(&e)
-                    );
-                    self.lex.error_at(l.file, l.line, &msg);
-                }
+            if let Some(Err(e)) = ca.ca_cert_file.as_ref().map(std::fs::File::open) {
+                let f = ca.ca_cert_file.as_deref().unwrap_or_default();
+                let msg = format!(
+                    "ca {}: cannot read CA file {f}: {}",
+                    ca.ca_name,
+                    crate::util::log::strerror(&e)
+                );
+                problems.push((l.file, l.line, msg));
             }
+        }
+        // In the order of the lines they are about.
+        problems.sort_by_key(|(f, l, _)| (*f, *l));
+        for (f, l, msg) in problems {
+            self.lex.error_at(f, l, &msg);
         }
     }
 }

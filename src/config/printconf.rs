@@ -48,10 +48,11 @@ pub fn word(s: &str) -> String {
         Some(c) if c.is_ascii_digit() => after_digits.is_some_and(|c| c != '/'),
         Some(c) => c.is_ascii_alphabetic() || c == '_' || c == ':',
         None => false,
-    } && s.chars().all(|c| c != '\\' && allowed_in_string(c as i32))
+    } && s.chars().all(|c| allowed_in_string(c as i32))
         && lookup(s).is_none();
     if bare {
-        s.to_string()
+        // Outside quotes a backslash takes the next character literally.
+        s.replace('\\', "\\\\")
     } else {
         quote(s)
     }
@@ -118,20 +119,17 @@ fn limits_line(out: &mut String, head: &str, pairs: &[(&str, usize, usize)]) {
 
 fn mta_limits_diff(l: &MtaLimits, base: &MtaLimits) -> Vec<String> {
     let mut out = Vec::new();
-    if l.family != base.family {
-        out.push(match l.family {
-            Family::Inet4 => "inet4".to_string(),
-            Family::Inet6 => "inet6".to_string(),
-            // Nothing resets the family once set; see print_globals.
-            Family::Unspec => String::new(),
-        });
+    match l.family {
+        Family::Inet4 => out.push("inet4".to_string()),
+        Family::Inet6 => out.push("inet6".to_string()),
+        // Nothing resets the family once set; see print_globals.
+        Family::Unspec => {}
     }
     for k in MTA_LIMIT_KEYWORDS {
         if l.get(k) != base.get(k) {
             out.push(format!("{k} {}", l.get(k).unwrap_or(0)));
         }
     }
-    out.retain(|s| !s.is_empty());
     out
 }
 
@@ -201,21 +199,21 @@ fn print_globals(out: &mut String, c: &Smtpd) {
     if c.sc_mta_max_deferred != DEFAULT_MTA_MAX_DEFERRED {
         let _ = writeln!(out, "mta max-deferred {}", c.sc_mta_max_deferred as i64);
     }
-    // Domains copy the default limits when first named, so the default
-    // comes first and each domain says how it differs from it.
-    let default = &c.sc_limits_dict["default"];
-    let diff = mta_limits_diff(default, &MtaLimits::default());
+    // Domains copy the default limits as they stand when first named, and
+    // a family cannot be unset: the domains come first, each saying how it
+    // differs from the built-in limits, then the default.
+    let builtin = MtaLimits::default();
+    for (domain, l) in c.sc_limits_dict.iter().filter(|(k, _)| *k != "default") {
+        let mut line = format!("mta limit for domain {}", word(domain));
+        for d in mta_limits_diff(l, &builtin) {
+            line.push(' ');
+            line.push_str(&d);
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let diff = mta_limits_diff(&c.sc_limits_dict["default"], &builtin);
     if !diff.is_empty() {
         let _ = writeln!(out, "mta limit {}", diff.join(" "));
-    }
-    for (domain, l) in c.sc_limits_dict.iter().filter(|(k, _)| *k != "default") {
-        let diff = mta_limits_diff(l, default);
-        let _ = writeln!(
-            out,
-            "mta limit for domain {} {}",
-            word(domain),
-            diff.join(" ")
-        );
     }
     limits_line(
         out,
@@ -292,7 +290,7 @@ fn print_tables(out: &mut String, c: &Smtpd) {
     for t in c
         .sc_tables_dict
         .values()
-        .filter(|t| !t.t_name.starts_with('<'))
+        .filter(|t| !is_internal_table(&t.t_name))
     {
         let spec = match t.t_backend.name {
             "static" if t.t_config.is_empty() => {
@@ -302,10 +300,30 @@ fn print_tables(out: &mut String, c: &Smtpd) {
             "static" => format!("file:{}", t.t_config),
             "db" => format!("db:{}", t.t_config),
             "getpwnam" => "getpwnam".to_string(),
+            // `proc:/path` (the proc backend named) keeps its prefix; a
+            // `NAME:config` table served by table-NAME needs none.
+            _ if t.t_config.starts_with('/') => format!("proc:{}", t.t_config),
             _ => t.t_config.clone(),
         };
         let _ = writeln!(out, "table {} {}", word(&t.t_name), word(&spec));
     }
+}
+
+/// The tables config_default() creates and the anonymous ones of inline
+/// values, which are not printed as `table` statements.
+fn is_internal_table(name: &str) -> bool {
+    [
+        "<localhost>",
+        "<anyhost>",
+        "<localnames>",
+        "<anydestination>",
+        "<getpwnam>",
+    ]
+    .contains(&name)
+        || name
+            .strip_prefix("<dynamic:")
+            .and_then(|r| r.strip_suffix('>'))
+            .is_some_and(|n| n.parse::<u32>().is_ok())
 }
 
 /// A named static table's content, always in braces.
@@ -387,7 +405,7 @@ fn print_filters(out: &mut String, c: &Smtpd) {
     let named = c
         .sc_filters_dict
         .values()
-        .filter(|f| !f.name.starts_with('<'));
+        .filter(|f| !f.name.starts_with("<dynchain:"));
     let (chains, others): (Vec<&FilterConfig>, Vec<&FilterConfig>) =
         named.partition(|f| matches!(f.filter_type, FilterType::Chain(_)));
     for f in others.into_iter().chain(chains) {
@@ -758,6 +776,8 @@ mod tests {
         assert_eq!(word("a b"), "\"a b\"");
         assert_eq!(quote("say \"hi\""), "\"say \\\"hi\\\"\"");
         assert_eq!(quote("a\\ b"), "\"a\\\\ b\"");
+        // A value ending in a backslash can only be a bare word.
+        assert_eq!(word("a\\"), "a\\\\");
     }
 
     #[test]

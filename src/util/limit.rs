@@ -116,10 +116,11 @@ impl MtaLimits {
     }
 }
 
-/// limit_mta_set(): sets one limit; false for an unknown keyword. The
-/// caller has already refused negative values.
+/// limit_mta_set(): sets one limit; false for an unknown keyword. As in
+/// C, a negative count wraps to a huge one (no limit); get() gives the
+/// negative number back.
 pub fn limit_mta_set(limits: &mut MtaLimits, key: &str, value: i64) -> bool {
-    let n = value.max(0) as usize;
+    let n = value as usize;
     match key {
         "max-conn-per-host" => limits.maxconn_per_host = n,
         "max-conn-per-route" => limits.maxconn_per_route = n,
