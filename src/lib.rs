@@ -8,11 +8,17 @@
 #[macro_use]
 pub mod util;
 
+pub mod ca;
 pub mod config;
+pub mod control;
 pub mod defines;
+pub mod dispatcher;
 pub mod io;
 pub mod ipc;
+pub mod lka;
 pub mod pathnames;
+pub mod queue;
+pub mod scheduler;
 pub mod smtpctl;
 pub mod smtpd;
 pub mod sys;

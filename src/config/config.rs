@@ -406,6 +406,8 @@ pub struct Smtpd {
     pub sc_conffile: String,
     pub sc_maxsize: usize,
     pub sc_opts: u32,
+    /// SMTPD_*_PAUSED from `-P`.
+    pub sc_flags: u32,
     pub sc_queue_flags: QueueFlags,
     pub sc_queue_key: Option<String>,
 
@@ -457,11 +459,33 @@ pub struct Smtpd {
     pub sc_srs_ttl: i64,
 
     pub sc_admd: Option<String>,
+
+    /// When the daemon started.
+    pub sc_uptime: i64,
 }
 
 impl Smtpd {
     pub fn table_find(&self, name: &str) -> Option<&Table> {
         self.sc_tables_dict.get(name)
+    }
+}
+
+/// The configuration of this process (C's global `env`), set once when
+/// it is loaded and read-only afterwards.
+static ENV: std::sync::OnceLock<Smtpd> = std::sync::OnceLock::new();
+
+/// Installs the configuration; a second call is a bug.
+pub fn set_env(conf: Smtpd) {
+    if ENV.set(conf).is_err() {
+        fatalx!("set_env: configuration already loaded");
+    }
+}
+
+/// The configuration (C's `env`).
+pub fn env() -> &'static Smtpd {
+    match ENV.get() {
+        Some(c) => c,
+        None => fatalx!("env: configuration not loaded"),
     }
 }
 
@@ -484,6 +508,7 @@ pub fn config_default_with(hostname: &str, ifaddrs: &[net::IfAddr]) -> Smtpd {
         sc_conffile: String::new(),
         sc_maxsize: DEFAULT_MAX_BODY_SIZE,
         sc_opts: 0,
+        sc_flags: 0,
         sc_queue_flags: QueueFlags::empty(),
         sc_queue_key: None,
         sc_session_max_rcpt: DEFAULT_SESSION_MAX_RCPT,
@@ -522,6 +547,7 @@ pub fn config_default_with(hostname: &str, ifaddrs: &[net::IfAddr]) -> Smtpd {
         sc_srs_key_backup: None,
         sc_srs_ttl: SMTPD_QUEUE_EXPIRY / 86400,
         sc_admd: None,
+        sc_uptime: 0,
     };
 
     set_local(&mut conf, hostname, ifaddrs);
@@ -576,6 +602,28 @@ fn set_localaddrs(conf: &mut Smtpd, localnames: &mut Table, ifaddrs: &[net::IfAd
         table_add(localnames, &text, None);
     }
     register(conf, t);
+}
+
+/// config_process(): names this process (its title in ps, its smtpd
+/// type) and raises its descriptor limit to the maximum.
+pub fn config_process(proc: crate::ipc::mproc::ProcType) {
+    crate::smtpd::set_smtpd_process(proc);
+    crate::sys::proctitle::setproctitle(crate::smtpd::proc_title(proc));
+    if let Err(e) = crate::sys::unistd::nofile_to_max() {
+        fatal!(e, "fdlimit: setrlimit");
+    }
+}
+
+/// config_peer(): starts reading the channel to `proc`.
+pub fn config_peer<S: crate::ipc::mproc::MprocOwner>(
+    base: &mut crate::io::event::EventBase<S>,
+    peers: &mut crate::smtpd::Peers,
+    proc: crate::ipc::mproc::ProcType,
+) {
+    if proc == crate::smtpd::smtpd_process() {
+        fatalx!("config_peers: cannot peer with oneself");
+    }
+    crate::ipc::mproc::mproc_enable(base, peers.p(proc), proc as u64);
 }
 
 #[cfg(test)]

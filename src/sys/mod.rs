@@ -8,6 +8,7 @@
 //! the code above reads the same on OpenBSD and Linux.
 #![allow(unsafe_code)]
 
+pub mod auth;
 pub mod event;
 pub mod net;
 pub mod pledge;

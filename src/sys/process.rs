@@ -135,6 +135,27 @@ pub fn waitpid_any_nohang() -> io::Result<Option<(libc::pid_t, WaitStatus)>> {
     }
 }
 
+/// waitpid(-1, 0): waits for any child to end.
+pub fn wait_any() -> io::Result<(libc::pid_t, WaitStatus)> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: status is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid != -1 {
+            let ws = if libc::WIFSIGNALED(status) {
+                WaitStatus::Signaled(libc::WTERMSIG(status))
+            } else {
+                WaitStatus::Exited(libc::WEXITSTATUS(status))
+            };
+            return Ok((pid, ws));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 /// waitpid(pid, 0): waits for one child to end.
 pub fn waitpid(pid: libc::pid_t) -> io::Result<WaitStatus> {
     let mut status: libc::c_int = 0;
@@ -249,23 +270,176 @@ pub fn getpwnam(name: &str) -> io::Result<Option<Passwd>> {
         if result.is_null() {
             return Ok(None);
         }
-        let s = |p: *const libc::c_char| {
-            // SAFETY: getpwnam_r filled these with NUL-terminated strings
-            // (or left them null, which we read as empty).
-            if p.is_null() {
-                String::new()
-            } else {
-                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-            }
-        };
-        return Ok(Some(Passwd {
-            name: s(pw.pw_name),
-            uid: pw.pw_uid,
-            gid: pw.pw_gid,
-            dir: s(pw.pw_dir),
-            shell: s(pw.pw_shell),
-        }));
+        return Ok(Some(passwd_from(&pw)));
     }
+}
+
+/// getpwuid(3) (getpwuid_r).
+pub fn getpwuid(uid: u32) -> io::Result<Option<Passwd>> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: passwd is plain data filled by getpwuid_r.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the sizes given.
+        let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if r == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        return Ok(Some(passwd_from(&pw)));
+    }
+}
+
+fn passwd_from(pw: &libc::passwd) -> Passwd {
+    let s = |p: *const libc::c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: the C library filled these with NUL-terminated
+            // strings that live in the caller's buffer.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    Passwd {
+        name: s(pw.pw_name),
+        uid: pw.pw_uid,
+        gid: pw.pw_gid,
+        dir: s(pw.pw_dir),
+        shell: s(pw.pw_shell),
+    }
+}
+
+/// getgrnam(3): a group's id.
+pub fn getgrnam(name: &str) -> io::Result<Option<u32>> {
+    let cname = cstring(name)?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: group is plain data filled by getgrnam_r.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the sizes given.
+        let r = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut gr,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if r == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        return Ok((!result.is_null()).then_some(gr.gr_gid));
+    }
+}
+
+/// initgroups(3) then setresgid and setresuid: the privilege drop of
+/// processes that keep the user's supplementary groups (lka).
+pub fn drop_privileges_initgroups(user: &str, uid: u32, gid: u32) -> io::Result<()> {
+    let c = cstring(user)?;
+    // SAFETY: c is NUL-terminated; the gid type differs by platform.
+    check(unsafe { libc::initgroups(c.as_ptr(), gid as _) })?;
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::setresgid(gid, gid, gid) })?;
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::setresuid(uid, uid, uid) }).map(|_| ())
+}
+
+/// A pipe with close-on-exec set on both ends: (read, write).
+pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: two fresh descriptors that nothing else owns.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// mkstemp(3): creates and opens a unique file from `template` (ending in
+/// X's); returns it and its path.
+pub fn mkstemp(template: &str) -> io::Result<(std::fs::File, String)> {
+    use std::os::fd::FromRawFd;
+    let mut buf = cstring(template)?.into_bytes_with_nul();
+    // SAFETY: buf is a writable NUL-terminated template.
+    let fd = check(unsafe { libc::mkstemp(buf.as_mut_ptr().cast()) })?;
+    buf.pop();
+    // SAFETY: mkstemp returned a fresh descriptor that nothing else owns.
+    let f = unsafe { std::fs::File::from_raw_fd(fd) };
+    Ok((f, String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// execve(2) of `path` with `argv` and exactly the environment `envp`:
+/// returns only on failure.
+pub fn execve(path: &str, argv: &[String], envp: &[String]) -> io::Error {
+    let to_c = |v: &[String]| {
+        v.iter()
+            .map(|a| cstring(a))
+            .collect::<Result<Vec<CString>, _>>()
+    };
+    let (cpath, cargs, cenv) = match (cstring(path), to_c(argv), to_c(envp)) {
+        (Ok(p), Ok(a), Ok(e)) => (p, a, e),
+        _ => return io::Error::from_raw_os_error(libc::EINVAL),
+    };
+    let mut a: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = cenv.iter().map(|c| c.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of NUL-terminated strings that
+    // outlive the call.
+    unsafe { libc::execve(cpath.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// _exit(2): leaves a forked child without running the parent's exit
+/// handlers or flushing its buffers.
+pub fn exit_now(status: i32) -> ! {
+    // SAFETY: _exit never returns and has no memory arguments.
+    unsafe { libc::_exit(status) }
+}
+
+/// read(2) on a descriptor this process holds by number (a child's
+/// standard streams).
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes of writing.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// daemon(3): detaches from the terminal: forks (the parent exits 0),
+/// starts a new session, moves to / and points stdio at /dev/null.
+pub fn daemon() -> io::Result<()> {
+    match fork()? {
+        Fork::Parent(_) => exit_now(0),
+        Fork::Child => {}
+    }
+    setsid()?;
+    std::env::set_current_dir("/")?;
+    stdio_to_devnull()
 }
 
 /// The root directory of process `pid`, as Linux shows it in /proc (for

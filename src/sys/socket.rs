@@ -420,6 +420,20 @@ pub(crate) fn is_test_child(name: &str) -> bool {
     std::env::var("SMTPD_TEST_CHILD").as_deref() == Ok(name)
 }
 
+/// Takes ownership of descriptor `fd`, inherited across exec (the set-up
+/// channel smtpd's children find on descriptor 3), if it is open.
+pub fn take_fd(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return None;
+    }
+    // SAFETY: the descriptor is open and, by the exec protocol, ours alone.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: as above; close-on-exec so our own children do not inherit it.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Some(owned)
+}
+
 /// A socket address as this platform's C library lays out `struct
 /// sockaddr_in` or `struct sockaddr_in6` (with `sin_len` on OpenBSD):
 /// mproc sends socket addresses between processes in this raw form, as

@@ -3,6 +3,13 @@
 use std::ffi::CStr;
 use std::io;
 
+/// _PATH_DEFPATH of <paths.h>: the PATH given to delivery agents.
+#[cfg(target_os = "openbsd")]
+pub const PATH_DEFPATH: &str =
+    "/usr/bin:/bin:/usr/sbin:/sbin:/usr/X11R6/bin:/usr/local/bin:/usr/local/sbin";
+#[cfg(not(target_os = "openbsd"))]
+pub const PATH_DEFPATH: &str = "/usr/bin:/bin";
+
 /// The effective user id (`geteuid(2)`), which cannot fail.
 pub fn geteuid() -> u32 {
     // SAFETY: geteuid takes no arguments and always succeeds.
@@ -68,4 +75,40 @@ pub fn nofile_to_max() -> io::Result<u64> {
         }
     }
     Ok(rl.rlim_cur as u64)
+}
+
+/// getpass(3): reads a line from the terminal with echo off, after
+/// writing `prompt` to it. The trailing newline is removed.
+pub fn getpass(prompt: &str) -> io::Result<String> {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsRawFd;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain data that tcgetattr fills.
+    let mut old: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is the open terminal, old a valid out-pointer.
+    if unsafe { libc::tcgetattr(fd, &mut old) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut quiet = old;
+    quiet.c_lflag &= !(libc::ECHO | libc::ECHONL);
+    // SAFETY: quiet is a valid termios copied from the terminal's own.
+    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut line = String::new();
+    let result = (&tty)
+        .write_all(prompt.as_bytes())
+        .and_then(|()| std::io::BufReader::new(&tty).read_line(&mut line));
+    // SAFETY: restores the settings read above, whatever happened.
+    unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &old) };
+    let _ = (&tty).write_all(b"\n");
+    result?;
+    if line.ends_with('\n') {
+        line.pop();
+    }
+    Ok(line)
 }

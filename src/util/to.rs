@@ -48,6 +48,26 @@ pub fn sa_to_text(sa: Option<&SocketAddr>) -> String {
     }
 }
 
+/// duration_to_text(): `1d2h3m4s` (units that are zero left out), `0s`
+/// for nothing; as the `delay=` of the logs shows it.
+pub fn duration_to_text(t: i64) -> String {
+    if t == 0 {
+        return "0s".into();
+    }
+    let mut dst = String::new();
+    if t < 0 {
+        dst.push('-');
+    }
+    let t = t.unsigned_abs();
+    let (d, h, m, s) = (t / 86400, t / 3600 % 24, t / 60 % 60, t % 60);
+    for (v, unit) in [(d, 'd'), (h, 'h'), (m, 'm'), (s, 's')] {
+        if v != 0 {
+            dst += &format!("{v}{unit}");
+        }
+    }
+    dst
+}
+
 /// text_to_relayhost(): parses `[proto://[label@]]host[:port]`.
 pub fn text_to_relayhost(s: &str) -> Option<Relayhost> {
     // (schema, tls, flags, default port); smtp:// is the default.
@@ -142,5 +162,13 @@ mod tests {
         let a: SocketAddr = "[::1]:25".parse().unwrap();
         assert_eq!(sa_to_text(Some(&a)), "[::1]");
         assert_eq!(sa_to_text(None), "local");
+    }
+
+    #[test]
+    fn durations_as_the_logs_show_them() {
+        assert_eq!(duration_to_text(0), "0s");
+        assert_eq!(duration_to_text(4 * 3600), "4h");
+        assert_eq!(duration_to_text(86400 + 61), "1d1m1s");
+        assert_eq!(duration_to_text(-5), "-5s");
     }
 }

@@ -130,6 +130,171 @@ pub fn scan_scaled(scaled: &str) -> Option<i64> {
     })
 }
 
+/// ckdir(): checks that `path` is a directory with exactly `mode`, owned
+/// by `owner`:`group`, creating it so when `create` is set and it does not
+/// exist. Every mismatch is logged; false if any.
+pub fn ckdir(path: &str, mode: u32, owner: u32, group: u32, create: bool) -> bool {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            // The mode is set after creation, so that the umask has no say.
+            let made = std::fs::create_dir(path)
+                .and_then(|()| std::os::unix::fs::chown(path, Some(owner), Some(group)))
+                .and_then(|()| {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                })
+                .and_then(|()| std::fs::metadata(path));
+            match made {
+                Ok(m) => m,
+                Err(e) => {
+                    log_warn!(e, "mkdir: {path}");
+                    return false;
+                }
+            }
+        }
+        Err(e) => {
+            log_warn!(e, "stat: {path}");
+            return false;
+        }
+    };
+    let mut ok = true;
+    if !meta.is_dir() {
+        ok = false;
+        log_warnx!("{path} is not a directory");
+    }
+    if meta.uid() != owner {
+        ok = false;
+        log_warnx!("{path} is not owned by uid {owner}");
+    }
+    if meta.gid() != group {
+        ok = false;
+        log_warnx!("{path} is not owned by gid {group}");
+    }
+    if meta.mode() & 0o7777 != mode {
+        ok = false;
+        log_warnx!("{path} must be {} ({mode:o})", strmode(mode));
+    }
+    ok
+}
+
+/// strmode(3)'s permission part: `rwx--x--x` for 0711.
+fn strmode(mode: u32) -> String {
+    let mut s = String::new();
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        let bit = 0o400 >> i;
+        let special = match i {
+            2 if mode & 0o4000 != 0 => Some(if mode & bit != 0 { 's' } else { 'S' }),
+            5 if mode & 0o2000 != 0 => Some(if mode & bit != 0 { 's' } else { 'S' }),
+            8 if mode & 0o1000 != 0 => Some(if mode & bit != 0 { 't' } else { 'T' }),
+            _ => None,
+        };
+        s.push(special.unwrap_or(if mode & bit != 0 { c } else { '-' }));
+    }
+    s
+}
+
+/// mvpurge(): moves `from` into the purge directory `to` under a random
+/// name, for the purge task to delete.
+pub fn mvpurge(from: &str, to: &str) -> std::io::Result<()> {
+    let sep = if to.ends_with('/') { "" } else { "/" };
+    let mut retry = 0;
+    loop {
+        let name = format!("{to}{sep}{}", random_u32());
+        match std::fs::rename(from, &name) {
+            Ok(()) => return Ok(()),
+            // A name already taken (ENOTEMPTY, EISDIR, ENOTDIR): try
+            // another, but not forever.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOTEMPTY | libc::EISDIR | libc::ENOTDIR)
+                ) && retry < 20 =>
+            {
+                retry += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A random u32 from the kernel (arc4random's role).
+pub fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u32::from_ne_bytes(b) ^ std::process::id().rotate_left(16)
+}
+
+/// secure_file(): whether `file`, opened as `path`, is a regular file
+/// owned by `uid` that others cannot write (or read, unless `mayread`),
+/// in directories up to `userdir` that only root or `uid` own and only
+/// they can write.
+pub fn secure_file(
+    file: &std::fs::File,
+    path: &str,
+    userdir: &str,
+    uid: u32,
+    mayread: bool,
+) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(mut buf) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let homedir = std::fs::canonicalize(userdir).ok();
+    // Check the open file itself, not the path, to avoid races.
+    let Ok(st) = file.metadata() else {
+        return false;
+    };
+    let mask = if mayread { 0o022 } else { 0o066 };
+    if !st.is_file() || st.uid() != uid || st.mode() & mask != 0 {
+        return false;
+    }
+    // Each directory of the canonical path, walking up.
+    loop {
+        let Some(parent) = buf.parent().map(std::path::Path::to_path_buf) else {
+            return false;
+        };
+        buf = parent;
+        let Ok(st) = std::fs::metadata(&buf) else {
+            return false;
+        };
+        if (st.uid() != 0 && st.uid() != uid) || st.mode() & 0o022 != 0 {
+            return false;
+        }
+        if homedir.as_deref() == Some(buf.as_path()) || buf.as_os_str() == "/" {
+            return true;
+        }
+    }
+}
+
+/// rmtree(): removes everything below `path` (and `path` itself unless
+/// `keepdir`), without following symbolic links.
+pub fn rmtree(path: &std::path::Path, keepdir: bool) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let p = entry.path();
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&p)?;
+        } else {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    if !keepdir {
+        std::fs::remove_dir(path)?;
+    }
+    Ok(())
+}
+
+/// time(3): seconds since the epoch.
+pub fn time_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The kind of a table file, as its first entry (or an `# @list` comment)
 /// decides it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,5 +458,32 @@ mod tests {
         assert!(!valid_domainpart("example.org."));
         assert!(!valid_domainpart("[nope]"));
         assert!(!valid_domainpart(""));
+    }
+
+    #[test]
+    fn strmode_as_ls_shows_it() {
+        assert_eq!(strmode(0o711), "rwx--x--x");
+        assert_eq!(strmode(0o1777), "rwxrwxrwt");
+        assert_eq!(strmode(0o770), "rwxrwx---");
+    }
+
+    #[test]
+    fn ckdir_creates_and_checks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("smtpd-ckdir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let p = dir.to_str().unwrap().to_string();
+        let me = crate::sys::unistd::geteuid();
+        let gid = {
+            std::fs::create_dir(&dir).unwrap();
+            let g = std::fs::metadata(&dir).unwrap().gid();
+            std::fs::remove_dir(&dir).unwrap();
+            g
+        };
+        assert!(!ckdir(&p, 0o700, me, gid, false), "missing and not created");
+        assert!(ckdir(&p, 0o700, me, gid, true));
+        assert!(ckdir(&p, 0o700, me, gid, false));
+        assert!(!ckdir(&p, 0o711, me, gid, false), "wrong mode");
+        std::fs::remove_dir(&dir).unwrap();
     }
 }
