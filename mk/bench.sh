@@ -70,3 +70,49 @@ awk -F, -v ours="$smtpd" -v refv="$refversion" 'NR == 2 { us = $2 } NR == 3 { th
 	}' "$dir/parse.csv"
 echo "  max RSS: smtpd $(rss "$smtpd" -n -f "$dir/big.conf") KiB" \
     "$( [ -x "$ref" ] && echo ", OpenSMTPD $(rss "$ref" -n -f "$dir/big.conf") KiB")"
+
+# Idle cost: a daemon started with nothing to do, CPU time used over
+# IDLE_SECONDS (default 60) and the total resident memory of its tree,
+# for smtpd and Debian's OpenSMTPD started the same way (root needed).
+idle=${IDLE_SECONDS:-60}
+[ "$(id -u)" -eq 0 ] || { echo "idle: needs root, skipped"; exit 0; }
+sh "$(dirname "$0")/users.sh"
+
+# The tree's pids: the parent and its children.
+tree() { echo "$1"; grep -l "^PPid:[[:space:]]*$1\$" /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3; }
+# utime+stime in clock ticks, summed over the tree.
+cputicks() { for p in $(tree "$1"); do cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null; done | awk '{ t += $1 + $2 } END { print t + 0 }'; }
+rsskb() { for p in $(tree "$1"); do awk '/^VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null; done | awk '{ t += $1 } END { print t + 0 }'; }
+
+measure_idle() { # name pid
+	sleep 2
+	t0=$(cputicks "$2")
+	sleep "$idle"
+	t1=$(cputicks "$2")
+	hz=$(getconf CLK_TCK)
+	n=$(tree "$2" | wc -l | tr -d ' ')
+	awk -v n="$1" -v t="$((t1 - t0))" -v hz="$hz" -v s="$idle" -v r="$(rsskb "$2")" -v p="$n" \
+	    'BEGIN { printf "  %-22s CPU %6.3f s in %d s, RSS %6d KiB over %d processes\n", n, t / hz, s, r, p }'
+}
+
+conf=$dir/idle.conf
+printf 'listen on 127.0.0.1 port 2591\naction "local" maildir\nmatch from any for local action "local"\n' >"$conf"
+echo "idle daemon, $idle s:"
+
+mkdir -p "$dir/idle" && rm -rf "$dir/idle/spool" && install -d -m 711 "$dir/idle/spool"
+SMTPD_SPOOL=$dir/idle/spool SMTPD_SOCKET=$dir/idle/smtpd.sock "$smtpd" -d -f "$conf" 2>"$dir/idle/smtpd.log" &
+ours=$!
+measure_idle "smtpd (this port)" "$ours"
+kill -TERM "$ours"; wait "$ours" 2>/dev/null || true
+
+if [ -x "$ref" ]; then
+	for u in opensmtpd opensmtpq; do
+		id "$u" >/dev/null 2>&1 || useradd --system --home-dir /var/empty --no-create-home \
+		    --shell /usr/sbin/nologin --user-group "$u"
+	done
+		mkdir -p /var/spool/smtpd /var/lib/opensmtpd/empty && chmod 711 /var/spool/smtpd
+	"$ref" -d -f "$conf" 2>"$dir/idle/opensmtpd.log" &
+	theirs=$!
+	measure_idle "OpenSMTPD $refversion" "$theirs"
+	kill -TERM "$theirs"; wait "$theirs" 2>/dev/null || true
+fi

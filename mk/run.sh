@@ -14,4 +14,13 @@ action "local" maildir
 match from any for local action "local"
 CONF
 "$smtpd" -n -f "$rundir/smtpd.conf"
-exec "$smtpd" -d -f "$rundir/smtpd.conf"
+
+# Until smtpd receives mail, running it here would only pretend to be a
+# mail server: say what is missing instead.
+cat >&2 <<MSG
+make run: smtpd cannot serve mail yet: its process tree starts and stops
+(try: $smtpd -d -f $rundir/smtpd.conf, as root), but the SMTP server,
+the queue and local delivery are not implemented, so nothing listens on
+127.0.0.1:2525. See README.md and PORTING.md for what exists.
+MSG
+exit 1

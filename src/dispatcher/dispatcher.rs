@@ -33,8 +33,19 @@ fn dispatcher_imsg(
         return;
     };
     match ImsgType::from_u32(imsg.hdr.type_) {
-        // smtp_configure() comes with the SMTP server.
-        Some(ImsgType::IMSG_CONF_START | ImsgType::IMSG_CONF_END) => {}
+        Some(ImsgType::IMSG_CONF_START) => {}
+        // smtp_configure() comes with the SMTP server; until then, say
+        // which listeners are not served rather than pretend.
+        Some(ImsgType::IMSG_CONF_END) => {
+            let conf = crate::config::config::env();
+            for l in conf.sc_sock_listener.iter().chain(&conf.sc_listeners) {
+                log_warnx!(
+                    "warn: listener {} (port {}) not opened: the SMTP server is not implemented yet",
+                    l.address(),
+                    l.port
+                );
+            }
+        }
         _ => fatalx!(
             "dispatcher_imsg: unexpected {} imsg",
             imsg_to_str(imsg.hdr.type_)
