@@ -8,7 +8,10 @@ pub const SMTPD_VERSION: &str = concat!("7.8.0-rust-", env!("CARGO_PKG_VERSION")
 
 pub const HOST_NAME_MAX: usize = 255;
 pub const LINE_MAX: usize = 2048;
-pub const PATH_MAX: usize = 1024;
+/// PATH_MAX of <limits.h>: 1024 on OpenBSD, 4096 on Linux. Structures
+/// that processes exchange raw (struct deliver, struct forward_req) have
+/// arrays of this size, as in OpenSMTPD.
+pub const PATH_MAX: usize = libc::PATH_MAX as usize;
 
 pub const SMTPD_TABLENAME_SIZE: usize = 64 + 1;
 pub const SMTPD_TAG_SIZE: usize = 32 + 1;
@@ -23,6 +26,8 @@ pub const SUBADDRESSING_DELIMITER: &str = "+";
 pub const MAX_HOPS_COUNT: usize = 100;
 pub const DEFAULT_MAX_BODY_SIZE: usize = 35 * 1024 * 1024;
 pub const EXPAND_BUFFER: usize = 1024;
+/// _PATH_MAILDIR of <paths.h>: where mbox mailboxes live.
+pub const PATH_MAILDIR: &str = "/var/mail";
 /// Four days: how long mail may stay queued (`queue ttl`), and SRS's ttl.
 pub const SMTPD_QUEUE_EXPIRY: i64 = 4 * 24 * 60 * 60;
 pub const SMTPD_SESSION_TIMEOUT: i64 = 300;

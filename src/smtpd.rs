@@ -826,6 +826,18 @@ fn parent_imsg(s: &mut Parent, base: &mut EventBase<Parent>, from: ProcType, ims
     };
     match ImsgType::from_u32(imsg.hdr.type_) {
         Some(ImsgType::IMSG_MDA_KILL) => parent_imsg_mda_kill(s, &imsg),
+        Some(ImsgType::IMSG_LKA_OPEN_FORWARD) => parent_imsg_open_forward(s, from, &imsg),
+        Some(ImsgType::IMSG_MDA_FORK) => {
+            let mut m = m_msg(&imsg);
+            let reqid = m_get_id(&mut m);
+            let data = m_get_data(&mut m);
+            m_end(&m);
+            let deliver = match crate::dispatcher::mda::Deliver::from_bytes(data) {
+                Ok(d) => d,
+                Err(e) => fatalx!("expected deliver: {e}"),
+            };
+            forkmda(s, from, reqid, &deliver);
+        }
         Some(ImsgType::IMSG_LKA_AUTHENTICATE) => {
             // lka asks root to check a system user's password.
             let mut m = m_msg(&imsg);
@@ -865,6 +877,38 @@ fn parent_imsg(s: &mut Parent, base: &mut EventBase<Parent>, from: ProcType, ims
             proc_title(from)
         ),
     }
+}
+
+/// IMSG_LKA_OPEN_FORWARD: lka needs a user's .forward, which only root
+/// may open; the answer carries the descriptor, or none with a status.
+fn parent_imsg_open_forward(s: &mut Parent, from: ProcType, imsg: &Imsg) {
+    use crate::lka::forward::ForwardReq;
+    let Some(mut fwreq) = ForwardReq::from_bytes(&imsg.data) else {
+        fatalx!(
+            "parent_imsg: {}: expected struct forward_req, got {} bytes",
+            imsg_to_str(imsg.hdr.type_),
+            imsg.data.len()
+        );
+    };
+    let (fd, status) =
+        match parent_forward_open(&fwreq.user, &fwreq.directory, fwreq.uid, fwreq.gid) {
+            Ok(f) => (Some(OwnedFd::from(f)), 1),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => (None, 1),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => (None, u8::MAX),
+            Err(_) => (None, 0),
+        };
+    fwreq.status = status;
+    let Some(data) = fwreq.to_bytes() else {
+        fatalx!("parent_imsg: forward_req does not fit");
+    };
+    m_compose(
+        s.peers.p(from),
+        ImsgType::IMSG_LKA_OPEN_FORWARD,
+        0,
+        0,
+        fd,
+        &data,
+    );
 }
 
 /// IMSG_MDA_KILL: the dispatcher gives up on a delivery; the agent gets
@@ -1387,6 +1431,170 @@ fn filter_child(
     let argv = ["/bin/sh".to_string(), "-c".to_string(), exec];
     let e = sysproc::execvp(&argv);
     fatal!(e, "execvp /bin/sh")
+}
+
+/// Reports a delivery that could not start to the dispatcher.
+fn mda_done_early(s: &mut Parent, id: u64, status: i32, sysexit: i32, why: &str) {
+    let d = s.peers.p(ProcType::PROC_DISPATCHER);
+    m_create(d, ImsgType::IMSG_MDA_DONE, 0, 0, None);
+    m_add_id(d, id);
+    m_add_int(d, status);
+    m_add_int(d, sysexit);
+    m_add_string(d, Some(why));
+    m_close(d);
+}
+
+/// forkmda(): runs one local delivery as the recipient (or the action's
+/// user): the message comes on a pipe whose write end goes back to the
+/// dispatcher, stdout and stderr go to an unlinked capture file the
+/// parent keeps for the report, the child drops to the user, starts a
+/// session, has five minutes, and execs mail.local or the command.
+/// Delivering to uid 0 is refused except plain mbox delivery.
+pub(crate) fn forkmda(
+    s: &mut Parent,
+    from: ProcType,
+    id: u64,
+    deliver: &crate::dispatcher::mda::Deliver,
+) {
+    use crate::config::config::DispatcherAgent;
+    let conf = env();
+    let Some(dsp) = conf.sc_dispatchers.get(&deliver.dispatcher) else {
+        fatalx!("forkmda: unknown dispatcher {}", deliver.dispatcher);
+    };
+    let DispatcherAgent::Local(local) = &dsp.u else {
+        fatalx!("non-local dispatcher called from forkmda()");
+    };
+    let ui = &deliver.userinfo;
+    log_debug!(
+        "debug: smtpd: forking mda for session {id:016x}: {} as {}",
+        ui.username,
+        local.user.as_deref().unwrap_or(&ui.username)
+    );
+    let (pw_name, pw_uid, pw_gid, pw_dir) = match &local.user {
+        Some(user) => match sysproc::getpwnam(user) {
+            Ok(Some(pw)) => (pw.name, pw.uid, pw.gid, pw.dir),
+            _ => {
+                let why = format!("delivery user '{user}' does not exist");
+                return mda_done_early(s, id, MDA_PERMFAIL, EX_NOUSER, &why);
+            }
+        },
+        None => (ui.username.clone(), ui.uid, ui.gid, ui.directory.clone()),
+    };
+    if pw_uid == 0 && (!local.is_mbox() || !deliver.mda_exec.is_empty()) {
+        let why = format!("MDA not allowed to deliver to: {}", ui.username);
+        return mda_done_early(s, id, MDA_PERMFAIL, EX_NOPERM, &why);
+    }
+    let (pipe_r, pipe_w) = match sysproc::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            return mda_done_early(
+                s,
+                id,
+                MDA_TEMPFAIL,
+                EX_OSERR,
+                &format!("pipe: {}", strerror(&e)),
+            )
+        }
+    };
+    // The capture file of the agent's stdout and stderr, unlinked at once.
+    let allout = match sysproc::mkstemp("/tmp/smtpd.out.XXXXXXXXXXX") {
+        Ok((f, path)) => {
+            let _ = std::fs::remove_file(path);
+            f
+        }
+        Err(e) => {
+            return mda_done_early(
+                s,
+                id,
+                MDA_TEMPFAIL,
+                EX_OSERR,
+                &format!("mkstemp: {}", strerror(&e)),
+            )
+        }
+    };
+    match sysproc::fork() {
+        Err(e) => mda_done_early(
+            s,
+            id,
+            MDA_TEMPFAIL,
+            EX_OSERR,
+            &format!("fork: {}", strerror(&e)),
+        ),
+        Ok(Fork::Parent(pid)) => {
+            let c = child_add(s, pid, ChildType::Mda, "");
+            c.mda_out = Some(allout);
+            c.mda_id = id;
+            drop(pipe_r);
+            let p = s.peers.p(from);
+            m_create(p, ImsgType::IMSG_MDA_FORK, 0, 0, Some(pipe_w));
+            m_add_id(p, id);
+            m_close(p);
+        }
+        Ok(Fork::Child) => {
+            drop(pipe_w);
+            forkmda_child(
+                conf,
+                local,
+                deliver,
+                (&pw_name, pw_uid, pw_gid, &pw_dir),
+                pipe_r,
+                allout,
+            )
+        }
+    }
+}
+
+/// The delivery agent's side of forkmda(); never returns.
+fn forkmda_child(
+    conf: &Smtpd,
+    local: &crate::config::config::DispatcherLocal,
+    deliver: &crate::dispatcher::mda::Deliver,
+    (pw_name, pw_uid, pw_gid, pw_dir): (&str, u32, u32, &str),
+    pipe_r: OwnedFd,
+    allout: File,
+) -> ! {
+    use crate::dispatcher::{mda_mbox, mda_unpriv};
+    // mail.local runs as root and needs the mailbox to exist already.
+    if local.is_mbox() {
+        mda_mbox::mda_mbox_init(deliver);
+    }
+    if std::env::set_current_dir(pw_dir).is_err() && std::env::set_current_dir("/").is_err() {
+        fatalx!("chdir");
+    }
+    if let Err(e) = sysproc::drop_privileges(pw_uid, pw_gid) {
+        fatal!(e, "forkmda: cannot drop privileges");
+    }
+    for (from, to) in [
+        (pipe_r.as_raw_fd(), 0),
+        (allout.as_raw_fd(), 1),
+        (allout.as_raw_fd(), 2),
+    ] {
+        if let Err(e) = sysproc::dup2(from, to) {
+            fatal!(e, "forkmda: dup2");
+        }
+    }
+    sysproc::closefrom(3);
+    if let Err(e) = sysproc::setsid() {
+        fatal!(e, "setsid");
+    }
+    for sig in [
+        libc::SIGPIPE,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGCHLD,
+        libc::SIGHUP,
+    ] {
+        if let Err(e) = sysev::signal_default(sig) {
+            fatal!(e, "signal");
+        }
+    }
+    // Avoid hangs: five minutes at most.
+    sysproc::alarm(300);
+    if local.is_mbox() && local.mda_wrapper.is_none() && deliver.mda_exec.is_empty() {
+        mda_mbox::mda_mbox(deliver)
+    } else {
+        mda_unpriv::mda_unpriv(conf, local, deliver, pw_name, pw_dir)
+    }
 }
 
 /// offline_scan(): enqueues what sendmail left in the offline directory

@@ -2,3 +2,7 @@
 
 #[allow(clippy::module_inception)]
 pub mod dispatcher;
+pub mod mda;
+pub mod mda_mbox;
+pub mod mda_unpriv;
+pub mod mda_variables;

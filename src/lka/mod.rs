@@ -1,4 +1,5 @@
 //! The lookup agent: tables, rules, expansion, DNS, filters.
 
+pub mod forward;
 #[allow(clippy::module_inception)]
 pub mod lka;

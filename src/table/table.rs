@@ -214,6 +214,15 @@ impl Table {
     }
 }
 
+/// struct userinfo, the K_USERINFO lookup result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Userinfo {
+    pub username: String,
+    pub directory: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

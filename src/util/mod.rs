@@ -4,6 +4,7 @@ pub mod getopt;
 pub mod limit;
 #[macro_use]
 pub mod log;
+pub mod mailaddr;
 pub mod to;
 #[allow(clippy::module_inception)]
 pub mod util;
