@@ -123,7 +123,15 @@ fn parse_options(args: &[String], progname: &str) -> Result<Options, i32> {
     for opt in g.by_ref() {
         let (c, arg) = match opt {
             Opt::Flag(c, arg) => (c, arg.unwrap_or_default()),
-            Opt::Unknown(_) | Opt::MissingArg(_) => return Err(usage(progname)),
+            // getopt(3)'s own words, before the usage.
+            Opt::Unknown(c) => {
+                eprintln!("{progname}: unknown option -- {c}");
+                return Err(usage(progname));
+            }
+            Opt::MissingArg(c) => {
+                eprintln!("{progname}: option requires an argument -- {c}");
+                return Err(usage(progname));
+            }
         };
         match c {
             'B' => {
@@ -1296,7 +1304,7 @@ fn purge_child(dir: &str) -> ! {
     if let Err(e) = sysproc::drop_privileges(pw.uid, pw.gid) {
         fatal!(e, "smtpd: cannot drop privileges");
     }
-    let _ = rmtree(std::path::Path::new("/"), true);
+    rmtree(std::path::Path::new("/"), true);
     sysproc::exit_now(0)
 }
 

@@ -1205,7 +1205,7 @@ impl<'c> Parser<'c> {
         let mut hash: Option<bool> = None;
         loop {
             let l = self.loc();
-            if !matches!(self.tok.tok, Tok::Str(_)) && self.at_statement_start() {
+            if self.at_statement_start() {
                 return Err(self.in_braces_expected(open, "table", "a value"));
             }
             let (key, _) = self.string("table", "a value")?;
@@ -2310,7 +2310,7 @@ impl<'c> Parser<'c> {
         let mut chain: Vec<String> = Vec::new();
         let mut procs: Vec<String> = Vec::new();
         loop {
-            if !matches!(self.tok.tok, Tok::Str(_)) && self.at_statement_start() {
+            if self.at_statement_start() {
                 return Err(self.in_braces_expected(open, "filter chain", "a filter name"));
             }
             let (name, l) = self.string("filter chain", "a filter name")?;

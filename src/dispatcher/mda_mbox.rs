@@ -142,6 +142,12 @@ mod tests {
 
     #[test]
     fn mail_local_gets_the_sender_and_user_and_a_fixed_environment() {
+        if !crate::sys::testing::run_alone(
+            module_path!(),
+            "mail_local_gets_the_sender_and_user_and_a_fixed_environment",
+        ) {
+            return;
+        }
         let (status, stderr, argv, environ) =
             run_mbox("mda-mbox-exec", Mailaddr::new("alice", "example.com"));
         assert_eq!((status, stderr.as_str()), (WaitStatus::Exited(0), ""));
@@ -155,6 +161,12 @@ mod tests {
 
     #[test]
     fn null_sender_is_mailer_daemon_for_mail_local() {
+        if !crate::sys::testing::run_alone(
+            module_path!(),
+            "null_sender_is_mailer_daemon_for_mail_local",
+        ) {
+            return;
+        }
         let (status, _, argv, environ) = run_mbox("mda-mbox-null", Mailaddr::default());
         assert_eq!(status, WaitStatus::Exited(0));
         assert_eq!(argv[2..], ["-f", "MAILER-DAEMON", "bob"]);
@@ -163,6 +175,12 @@ mod tests {
 
     #[test]
     fn missing_mail_local_is_a_temporary_failure() {
+        if !crate::sys::testing::run_alone(
+            module_path!(),
+            "missing_mail_local_is_a_temporary_failure",
+        ) {
+            return;
+        }
         let dir = test_dir("mda-mbox-missing");
         let d = deliver(Mailaddr::default(), 1000, 1000);
         let libexec = dir.join("nosuchdir");
@@ -228,6 +246,9 @@ mod tests {
 
     #[test]
     fn init_failures_say_why() {
+        if !crate::sys::testing::run_alone(module_path!(), "init_failures_say_why") {
+            return;
+        }
         let dir = test_dir("mda-mbox-init-fail");
         let d = deliver(Mailaddr::default(), 4242, 4343);
         let missing = dir.join("nosuchdir");

@@ -165,6 +165,10 @@ pub(crate) mod tests {
     /// thread held at fork time block it. A script that another test's
     /// fork still held open for writing gives ETXTBSY: then try again.
     pub(crate) fn run_in_child(dir: &Path, f: impl Fn()) -> (WaitStatus, String) {
+        assert!(
+            std::env::var_os("SMTPD_TEST_ALONE").is_some(),
+            "a test that forks must begin with sys::testing::run_alone()"
+        );
         let errpath = dir.join("stderr");
         for _ in 0..5 {
             let err = std::fs::File::create(&errpath).unwrap();
@@ -261,6 +265,12 @@ pub(crate) mod tests {
 
     #[test]
     fn mda_exec_runs_expanded_under_sh_with_exactly_that_environment() {
+        if !crate::sys::testing::run_alone(
+            module_path!(),
+            "mda_exec_runs_expanded_under_sh_with_exactly_that_environment",
+        ) {
+            return;
+        }
         let dir = test_dir("mda-unpriv-exec");
         let mut d = deliver();
         d.mda_exec = format!(
@@ -291,6 +301,12 @@ pub(crate) mod tests {
 
     #[test]
     fn action_command_runs_when_there_is_no_mda_exec_and_its_status_is_the_childs() {
+        if !crate::sys::testing::run_alone(
+            module_path!(),
+            "action_command_runs_when_there_is_no_mda_exec_and_its_status_is_the_childs",
+        ) {
+            return;
+        }
         let dir = test_dir("mda-unpriv-action");
         write_script(
             &dir.join("mail.mda"),
@@ -316,6 +332,12 @@ pub(crate) mod tests {
 
     #[test]
     fn wrapper_runs_with_the_expanded_command_as_its_mda() {
+        if !crate::sys::testing::run_alone(
+            module_path!(),
+            "wrapper_runs_with_the_expanded_command_as_its_mda",
+        ) {
+            return;
+        }
         let dir = test_dir("mda-unpriv-wrapper");
         let dd = dir.display();
         let mut c = conf();
@@ -359,6 +381,12 @@ pub(crate) mod tests {
 
     #[test]
     fn failures_are_printed_as_errx_and_exit_1() {
+        if !crate::sys::testing::run_alone(
+            module_path!(),
+            "failures_are_printed_as_errx_and_exit_1",
+        ) {
+            return;
+        }
         let dir = test_dir("mda-unpriv-errors");
         let c = conf();
         let mut d = deliver();

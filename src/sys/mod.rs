@@ -17,6 +17,8 @@ pub mod proctitle;
 pub mod regex;
 pub mod socket;
 pub mod syslog;
+#[doc(hidden)]
+pub mod testing;
 pub mod tls;
 pub mod unistd;
 

@@ -271,21 +271,36 @@ pub fn secure_file(
 }
 
 /// rmtree(): removes everything below `path` (and `path` itself unless
-/// `keepdir`), without following symbolic links.
-pub fn rmtree(path: &std::path::Path, keepdir: bool) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(path)? {
-        let entry = entry?;
-        let p = entry.path();
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(&p)?;
-        } else {
-            std::fs::remove_file(&p)?;
+/// `keepdir`), depth first, without following symbolic links. What cannot
+/// be removed is logged and skipped, so that one stubborn entry keeps
+/// nothing else on disk; the result says whether everything went.
+pub fn rmtree(path: &std::path::Path, keepdir: bool) -> bool {
+    let mut ok = true;
+    match std::fs::read_dir(path) {
+        Ok(dir) => {
+            for entry in dir.flatten() {
+                let p = entry.path();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir {
+                    ok &= rmtree(&p, false);
+                } else if let Err(e) = std::fs::remove_file(&p) {
+                    log_warn!(e, "unlink: {}", p.display());
+                    ok = false;
+                }
+            }
+        }
+        Err(e) => {
+            log_warn!(e, "opendir: {}", path.display());
+            ok = false;
         }
     }
     if !keepdir {
-        std::fs::remove_dir(path)?;
+        if let Err(e) = std::fs::remove_dir(path) {
+            log_warn!(e, "rmdir: {}", path.display());
+            ok = false;
+        }
     }
-    Ok(())
+    ok
 }
 
 /// time(3): seconds since the epoch.

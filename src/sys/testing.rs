@@ -1,0 +1,210 @@
+//! Support for the tests: what a test needs from the system that the
+//! daemon itself does not (running a forking test alone; on Linux,
+//! preparing a spawned daemon and listing unix sockets with their peers).
+//! Kept here because `unsafe` lives in src/sys only; smtpd never calls it.
+
+#[cfg(target_os = "linux")]
+use std::collections::HashMap;
+#[cfg(target_os = "linux")]
+use std::io;
+#[cfg(target_os = "linux")]
+use std::os::unix::process::CommandExt;
+#[cfg(target_os = "linux")]
+use std::process::Command;
+
+#[cfg(target_os = "linux")]
+/// What runs in the forked child before exec.
+fn child_setup() -> io::Result<()> {
+    // Descriptors the test process inherited without close-on-exec
+    // (cargo's jobserver pipes, say) are not the daemon's: mark them so
+    // that the descriptor test sees only what smtpd opens itself.
+    // SAFETY: close_range takes integers only and is async-signal-safe.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    // Should the test process die without running the guards (^C), the
+    // daemon's parent dies too, and the children follow it as they do
+    // when their parent goes. (This runs after Command's setuid, which
+    // would clear it.)
+    // SAFETY: prctl with integer arguments only; async-signal-safe.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+/// Runs child_setup() in a spawned daemon between fork and exec.
+pub fn daemon_pre_exec(cmd: &mut Command) {
+    // SAFETY: child_setup only makes async-signal-safe system calls.
+    unsafe { cmd.pre_exec(child_setup) };
+}
+
+#[cfg(target_os = "linux")]
+/// The AF_UNIX sockets the kernel knows (what `ss -x` lists), from
+/// NETLINK_SOCK_DIAG.
+#[derive(Clone, Debug, Default)]
+pub struct UnixSock {
+    pub state: u8,
+    pub peer: u32,
+    pub name: Option<String>,
+}
+
+#[cfg(target_os = "linux")]
+pub const TCP_LISTEN: u8 = 10;
+
+#[cfg(target_os = "linux")]
+pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const UDIAG_SHOW_NAME: u32 = 1;
+    const UDIAG_SHOW_PEER: u32 = 4;
+    const UNIX_DIAG_NAME: u16 = 0;
+    const UNIX_DIAG_PEER: u16 = 2;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+
+    // SAFETY: socket takes integers only.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+
+    // struct nlmsghdr, then struct unix_diag_req: every state, any inode,
+    // with names and peers.
+    let mut req = Vec::with_capacity(40);
+    req.extend_from_slice(&40u32.to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
+    req.extend_from_slice(&u32::MAX.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&(UDIAG_SHOW_NAME | UDIAG_SHOW_PEER).to_ne_bytes());
+    req.extend_from_slice(&u32::MAX.to_ne_bytes());
+    req.extend_from_slice(&u32::MAX.to_ne_bytes());
+    // SAFETY: an all-zero sockaddr_nl is valid; it addresses the kernel.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: req and sa are valid for the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&sa as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if n == -1 {
+        return Err(io::Error::last_os_error());
+    }
+
+    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let mut out = HashMap::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes of writing.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let data = &buf[..n as usize];
+        let mut off = 0;
+        while off + 16 <= data.len() {
+            let len = u32_at(data, off) as usize;
+            let kind = u16_at(data, off + 4);
+            if len < 16 || off + len > data.len() {
+                return Err(io::Error::other("sock_diag: truncated message"));
+            }
+            match kind {
+                NLMSG_DONE => return Ok(out),
+                NLMSG_ERROR => return Err(io::Error::other("sock_diag: NLMSG_ERROR")),
+                _ => {}
+            }
+            // struct unix_diag_msg: family, type, state, pad, ino,
+            // cookie[2]; then attributes.
+            let m = &data[off + 16..off + len];
+            if m.len() >= 16 {
+                let mut s = UnixSock {
+                    state: m[2],
+                    ..UnixSock::default()
+                };
+                let ino = u32_at(m, 4);
+                let mut a = 16;
+                while a + 4 <= m.len() {
+                    let alen = u16_at(m, a) as usize;
+                    let atype = u16_at(m, a + 2);
+                    if alen < 4 || a + alen > m.len() {
+                        break;
+                    }
+                    let payload = &m[a + 4..a + alen];
+                    match atype {
+                        UNIX_DIAG_PEER if payload.len() >= 4 => s.peer = u32_at(payload, 0),
+                        UNIX_DIAG_NAME => {
+                            let end = payload
+                                .iter()
+                                .position(|&b| b == 0)
+                                .unwrap_or(payload.len());
+                            s.name = Some(String::from_utf8_lossy(&payload[..end]).into_owned());
+                        }
+                        _ => {}
+                    }
+                    a += (alen + 3) & !3;
+                }
+                out.insert(ino, s);
+            }
+            off += (len + 3) & !3;
+        }
+    }
+}
+
+/// Whether the body of a test that forks runs here. fork() copies the
+/// locks other test threads hold at that moment (stderr's, the C
+/// library's), and a child that logs or looks up a user could wait on one
+/// forever; so such a test runs again in a process of its own, with one
+/// test thread, and here only checks that that run passed.
+#[allow(clippy::disallowed_methods)] // re-runs the test binary
+pub fn run_alone(module_path: &str, test: &str) -> bool {
+    const ALONE: &str = "SMTPD_TEST_ALONE";
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let module = module_path.split_once("::").map_or("", |(_, m)| m);
+    let name = format!("{module}::{test}");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            name.as_str(),
+            "--exact",
+            "--include-ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(ALONE, "1")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name}, alone: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    false
+}
