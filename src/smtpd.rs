@@ -213,6 +213,8 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 
     if conf.sc_opts & SMTPD_OPT_NOACTION != 0 {
+        load_pki_tree(&mut conf);
+        load_pki_keys(&mut conf);
         if conf.sc_opts & SMTPD_OPT_VERBOSE != 0 {
             print!("{}", print_config(&conf));
         }
@@ -229,6 +231,12 @@ pub fn main(args: Vec<String>) -> i32 {
     log_init(i32::from(o.foreground_log), LOG_MAIL, &progname);
     log_trace_verbose(o.tracing, o.foreground_log);
     set_profiling(o.profiling);
+    load_pki_tree(&mut conf);
+    // OpenSMTPD loads the keys in every process and lets each purge them;
+    // only ca ever uses them, so only ca loads them.
+    if o.rexec.as_deref() == Some("ca") {
+        load_pki_keys(&mut conf);
+    }
 
     log_debug!("debug: using \"{}\" queue backend", o.backend_queue);
     log_debug!("debug: using \"{}\" scheduler backend", o.backend_scheduler);
@@ -325,6 +333,12 @@ fn parent_main(mut conf: Smtpd, o: &Options, args: &[String]) -> i32 {
     // and pid file on its way out.
     if std::os::unix::net::UnixStream::connect(smtpd_socket()).is_ok() {
         fatalx!("control socket already listening");
+    }
+
+    // lka takes filter programs with the filters' issue; a tree started
+    // now would die on the first one, so say so instead.
+    if let Some(name) = conf.sc_filter_processes_dict.keys().next() {
+        fatalx!("filter process \"{name}\": filters are not implemented yet");
     }
 
     log_info!("info: {SMTPD_NAME} {SMTPD_VERSION} starting");
@@ -1846,6 +1860,57 @@ pub fn parent_forward_open(
         return Err(std::io::Error::from_raw_os_error(libc::EPERM));
     }
     Ok(file)
+}
+
+/// load_pki_tree(): every pki's certificate chain and every ca's bundle
+/// (root's files, modes at most 0755), or exit.
+fn load_pki_tree(conf: &mut Smtpd) {
+    log_debug!("debug: init ssl-tree");
+    for (k, pki) in conf.sc_pki_dict.iter_mut() {
+        log_debug!("info: loading pki information for {k}");
+        let Some(cert) = &pki.pki_cert_file else {
+            fatalx!("load_pki_tree: missing certificate file");
+        };
+        if pki.pki_key_file.is_none() {
+            fatalx!("load_pki_tree: missing key file");
+        }
+        match crate::io::ssl::ssl_load_certificate(cert) {
+            Ok(c) => pki.pki_cert = c,
+            Err(e) => {
+                log_warnx!("{e}");
+                fatalx!("load_pki_tree: failed to load certificate file");
+            }
+        }
+    }
+    log_debug!("debug: init ca-tree");
+    for (k, ca) in conf.sc_ca_dict.iter_mut() {
+        log_debug!("info: loading CA information for {k}");
+        let file = ca.ca_cert_file.clone().unwrap_or_default();
+        match crate::io::ssl::ssl_load_cafile(&file) {
+            Ok(c) => ca.ca_cert = c,
+            Err(e) => {
+                log_warnx!("{e}");
+                fatalx!("load_pki_tree: failed to load CA file");
+            }
+        }
+    }
+}
+
+/// load_pki_keys(): every pki's private key (root's, mode at most 0740,
+/// decrypted with a passphrase when it is encrypted), or exit.
+fn load_pki_keys(conf: &mut Smtpd) {
+    log_debug!("debug: init ssl-tree");
+    for (k, pki) in conf.sc_pki_dict.iter_mut() {
+        log_debug!("info: loading pki keys for {k}");
+        let file = pki.pki_key_file.clone().unwrap_or_default();
+        match crate::io::ssl::ssl_load_keyfile(&file, k) {
+            Ok(key) => pki.pki_key = key,
+            Err(e) => {
+                log_warnx!("{e}");
+                fatalx!("load_pki_keys: failed to load key file");
+            }
+        }
+    }
 }
 
 /// parent_auth_user(): bsd_auth on OpenBSD, PAM (service "smtpd") on

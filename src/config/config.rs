@@ -102,6 +102,11 @@ pub struct Pki {
     pub pki_key_file: Option<String>,
     /// 0 none, 1 auto, 2 legacy.
     pub pki_dhe: i32,
+    /// The certificate chain, loaded by load_pki_tree().
+    pub pki_cert: Vec<u8>,
+    /// The private key, loaded by load_pki_keys() in the processes that
+    /// need it.
+    pub pki_key: crate::io::ssl::Secret,
 }
 
 pub const PKI_DHE_NAMES: [&str; 3] = ["none", "auto", "legacy"];
@@ -111,6 +116,8 @@ pub const PKI_DHE_NAMES: [&str; 3] = ["none", "auto", "legacy"];
 pub struct Ca {
     pub ca_name: String,
     pub ca_cert_file: Option<String>,
+    /// The bundle, loaded by load_pki_tree().
+    pub ca_cert: Vec<u8>,
 }
 
 /// How a local action delivers. OpenSMTPD turns most of these into a

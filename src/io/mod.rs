@@ -1,3 +1,4 @@
-//! I/O for the processes: the event loop (libevent's role).
+//! I/O for the processes: the event loop (libevent's role), TLS.
 
 pub mod event;
+pub mod ssl;

@@ -724,3 +724,56 @@ fn forkmda_runs_the_agent_as_the_user_and_maps_its_end() {
         assert_eq!((status, cause.as_str()), (MDA_TEMPFAIL, expected));
     }
 }
+
+#[test]
+fn a_filter_process_waits_for_lka_then_runs_as_its_user() {
+    if skip_unless_root("a_filter_process_waits_for_lka_then_runs_as_its_user")
+        || !forking_test_runs_here("a_filter_process_waits_for_lka_then_runs_as_its_user")
+    {
+        return;
+    }
+    let (a, b) = crate::sys::socket::socketpair().unwrap();
+    let (mut s, _dispatcher) = parent_with_dispatcher();
+    s.peers.set(
+        ProcType::PROC_LKA,
+        mproc_init(a, ProcType::PROC_LKA, "lka", 0),
+    );
+    let mut lka = imsgbuf_init(b).unwrap();
+    imsgbuf_allow_fdpass(&mut lka);
+    let fp = crate::config::config::FilterProc {
+        command: "/bin/sh -c 'id -un; echo to stderr >&2'".into(),
+        user: Some("nobody".into()),
+        group: None,
+        chroot: None,
+    };
+    fork_filter_process(&mut s, "f1", &fp, 1);
+    imsgbuf_flush(&mut s.peers.p(ProcType::PROC_LKA).imsgbuf).unwrap();
+    let mut imsg = imsg_wait(&mut lka, Duration::from_secs(10)).unwrap();
+    assert_eq!(imsg.hdr.type_, ImsgType::IMSG_LKA_PROCESSOR_FORK as u32);
+    let io = File::from(imsg_get_fd(&mut imsg).expect("the filter's stdin/stdout"));
+    let mut m = m_msg(&imsg);
+    assert_eq!((m_get_string(&mut m), m_get_u32(&mut m)), (Some("f1"), 1));
+    m_end(&m);
+
+    // The filter waits until lka holds its stderr: nothing comes before.
+    let pid = *s.children.keys().next().unwrap();
+    assert!(s.children[&pid].type_ == ChildType::Processor);
+    crate::sys::socket::set_nonblocking(std::os::fd::AsFd::as_fd(&io), true).unwrap();
+    let mut b = [0u8; 1];
+    let early = std::io::Read::read(&mut &io, &mut b);
+    assert_eq!(
+        early.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock)
+    );
+    crate::sys::socket::set_nonblocking(std::os::fd::AsFd::as_fd(&io), false).unwrap();
+    let errfd = File::from(s.processor_errfd.remove("f1").expect("stderr kept for lka"));
+    // lka shuts its write end down once it has the descriptor.
+    crate::sys::socket::shutdown_write(&errfd).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut &io, &mut out).unwrap();
+    assert_eq!(out, "nobody\n");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut &errfd, &mut err).unwrap();
+    assert_eq!(err, "to stderr\n");
+    assert_eq!(wait_child(pid, "filter"), WaitStatus::Exited(0));
+}

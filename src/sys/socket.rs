@@ -420,6 +420,16 @@ pub(crate) fn is_test_child(name: &str) -> bool {
     std::env::var("SMTPD_TEST_CHILD").as_deref() == Ok(name)
 }
 
+/// shutdown(2) of the write side: the peer reads end of file, and we
+/// can still read what it sends.
+pub fn shutdown_write(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: shutdown takes integers only.
+    if unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Takes ownership of descriptor `fd`, inherited across exec (the set-up
 /// channel smtpd's children find on descriptor 3), if it is open.
 pub fn take_fd(fd: RawFd) -> Option<OwnedFd> {

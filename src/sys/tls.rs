@@ -46,6 +46,39 @@ pub fn check_ciphers(s: &str) -> Result<(), String> {
     result
 }
 
+/// tls_load_file(3): the file's content; an encrypted PEM private key is
+/// decrypted with `password`. The copy libtls made is cleared and freed.
+pub fn load_file(path: &str, password: Option<&str>) -> Result<Vec<u8>, String> {
+    let cpath = cstring(path).map_err(|_| "NUL byte in path".to_string())?;
+    let mut pw = match password {
+        Some(p) => Some(
+            cstring(p)
+                .map_err(|_| "NUL byte in passphrase".to_string())?
+                .into_bytes_with_nul(),
+        ),
+        None => None,
+    };
+    let pwptr = pw
+        .as_mut()
+        .map_or(std::ptr::null_mut(), |p| p.as_mut_ptr().cast());
+    let mut len: libtls_sys::size_t = 0;
+    // SAFETY: cpath is NUL-terminated, len a valid out-pointer, pwptr null
+    // or a NUL-terminated writable buffer that outlives the call.
+    let buf = unsafe { libtls_sys::tls_load_file(cpath.as_ptr(), &mut len, pwptr) };
+    if let Some(p) = pw.as_mut() {
+        p.iter_mut().for_each(|b| *b = 0);
+    }
+    if buf.is_null() {
+        return Err(format!("{path}: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: libtls returned a buffer of len bytes that we copy before
+    // handing it back to tls_unload_file, which clears and frees it.
+    let data = unsafe { std::slice::from_raw_parts(buf, len as usize) }.to_vec();
+    // SAFETY: buf and len are exactly what tls_load_file returned.
+    unsafe { libtls_sys::tls_unload_file(buf, len) };
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

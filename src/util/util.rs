@@ -179,7 +179,7 @@ pub fn ckdir(path: &str, mode: u32, owner: u32, group: u32, create: bool) -> boo
 }
 
 /// strmode(3)'s permission part: `rwx--x--x` for 0711.
-fn strmode(mode: u32) -> String {
+pub fn strmode(mode: u32) -> String {
     let mut s = String::new();
     for (i, c) in "rwxrwxrwx".chars().enumerate() {
         let bit = 0o400 >> i;
