@@ -20,6 +20,7 @@ SMTPD_QUEUE_USER ?= _smtpq
 CARGO ?=	cargo
 PROFILE ?=	release
 SMTPD ?=	target/$(PROFILE)/smtpd
+FUZZ_TARGET ?=	parse_config
 
 # Build-time paths, read by src/pathnames.rs with option_env!().
 BUILDENV =	SMTPD_BUILD_CONF_FILE=$(SYSCONFDIR)/smtpd.conf \
@@ -59,10 +60,11 @@ lint:
 	@sh mk/manlint.sh $(MANS)
 
 bench: build
-	@sh mk/bench.sh $(SMTPD)
+	@$(BUILDENV) sh mk/bench.sh $(SMTPD)
 
+# make fuzz FUZZ_TARGET=unpack_dns FUZZ_SECONDS=600 (see mk/fuzz.sh).
 fuzz:
-	@sh mk/fuzz.sh
+	@sh mk/fuzz.sh $(FUZZ_TARGET)
 
 run: all
 	@sh mk/run.sh $(SMTPD)

@@ -74,6 +74,14 @@ echo "  max RSS: smtpd $(rss "$smtpd" -n -f "$dir/big.conf") KiB" \
 # Idle cost: a daemon started with nothing to do, CPU time used over
 # IDLE_SECONDS (default 60) and the total resident memory of its tree,
 # for smtpd and Debian's OpenSMTPD started the same way (root needed).
+# The resolver: lookups started all at once in one event loop, against
+# nsd on loopback (tests/dns.rs, bench_concurrent_lookups). OpenSMTPD's
+# resolver is compiled into its daemon and cannot be driven alone, so
+# these figures stand alone.
+echo "resolver, concurrent getaddrinfo in one poll loop (nsd on loopback):"
+cargo test --release --locked --test dns -- --ignored bench_concurrent_lookups --nocapture \
+    2>/dev/null | grep 'concurrent lookups' || echo "  (nsd missing: run make deps as root)"
+
 idle=${IDLE_SECONDS:-60}
 [ "$(id -u)" -eq 0 ] || { echo "idle: needs root, skipped"; exit 0; }
 sh "$(dirname "$0")/users.sh"

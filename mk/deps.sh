@@ -21,7 +21,9 @@ fi
 # bmake: the Makefile is tested under BSD make too; openssl: test keys;
 # libpam0g-dev: libpam.so to link the parent's password checks against;
 # netbase: /etc/services, for "port smtps" and friends.
-packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase"
+# nsd: the DNS server the resolver tests run on loopback (tests/common/dns.rs);
+# the tests start their own, so the system's is kept from starting (below).
+packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd"
 
 missing=""
 for p in $packages; do
@@ -42,9 +44,38 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+
+# nsd's postinst starts the system's nsd (invoke-rc.d, or systemctl), which
+# would then hold port 53 on every address. The tests never use port 53,
+# but a DNS server nobody asked for has no business running: while apt
+# installs, a policy-rc.d (see invoke-rc.d(8)) forbids starting services,
+# unless the system already has one; afterwards the service is disabled.
+case " $missing " in
+*" nsd "*) new_nsd=yes ;;
+*) new_nsd=no ;;
+esac
+policy=/usr/sbin/policy-rc.d
+if [ "$new_nsd" = yes ] && [ ! -e "$policy" ]; then
+	trap 'rm -f "$policy"' EXIT
+	printf '#!/bin/sh\n# mk/deps.sh: no service starts while it installs packages.\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+fi
+
 apt-get install -y -q $missing >/dev/null || {
 	apt-get update -q >/dev/null
 	apt-get install -y -q $missing >/dev/null
 }
+
+if [ "$new_nsd" = yes ]; then
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now nsd.service >/dev/null 2>&1 || true
+	else
+		update-rc.d nsd disable >/dev/null 2>&1 || true
+		# Not through invoke-rc.d, which asks policy-rc.d first.
+		if [ -x /etc/init.d/nsd ]; then
+			/etc/init.d/nsd stop >/dev/null 2>&1 || true
+		fi
+	fi
+fi
 [ "$(id -u)" -eq 0 ] && sh "$(dirname "$0")/users.sh" "$@"
 exit 0

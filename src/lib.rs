@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod defines;
 pub mod dispatcher;
+pub mod dns;
 pub mod io;
 pub mod ipc;
 pub mod lka;

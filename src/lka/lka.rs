@@ -4,9 +4,14 @@
 //!
 //! So far the process itself: privilege drop (no chroot: it reads the
 //! tables where they are), its channels, the messages every process takes,
-//! and the narrowing of its pledge once configured.
+//! the narrowing of its pledge once configured, and the lookups it
+//! resolves for the dispatcher (resolver.c and dns.c).
 
 use crate::config::config::config_peer;
+use crate::dns::asr::Asr;
+use crate::dns::dns::{dns_imsg, Dns, DnsOwner};
+use crate::dns::event_asr::{AsrOwner, EventAsr};
+use crate::dns::resolver::resolver_dispatch_request;
 use crate::io::event::{EvFlags, EventBase};
 use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::{mproc_disable, mproc_enable, ImsgType, ProcType};
@@ -16,17 +21,49 @@ use crate::sys::process::exit_now;
 
 pub struct Lka {
     peers: Peers,
+    asr: EventAsr<Lka>,
+    dns: Dns,
 }
 
 crate::impl_mproc_owner!(Lka, lka_imsg);
 
+impl AsrOwner for Lka {
+    fn event_asr(&mut self) -> &mut EventAsr<Lka> {
+        &mut self.asr
+    }
+}
+
+impl DnsOwner for Lka {
+    fn dns(&mut self) -> &mut Dns {
+        &mut self.dns
+    }
+}
+
+impl Lka {
+    /// The process state on its channels and resolver.
+    pub fn new(peers: Peers, asr: Asr) -> Lka {
+        Lka {
+            peers,
+            asr: EventAsr::new(asr),
+            dns: Dns::default(),
+        }
+    }
+}
+
 /// lka_imsg().
-fn lka_imsg(s: &mut Lka, base: &mut EventBase<Lka>, _from: ProcType, imsg: Option<Imsg>) {
+fn lka_imsg(s: &mut Lka, base: &mut EventBase<Lka>, from: ProcType, imsg: Option<Imsg>) {
+    use ImsgType::*;
     let Some(imsg) = imsg else { lka_shutdown() };
     let Some(imsg) = child_imsg_common(imsg) else {
         return;
     };
     match ImsgType::from_u32(imsg.hdr.type_) {
+        Some(IMSG_GETADDRINFO | IMSG_GETNAMEINFO | IMSG_RES_QUERY) => {
+            resolver_dispatch_request(s, base, from, &imsg)
+        }
+        Some(IMSG_MTA_DNS_HOST | IMSG_MTA_DNS_MX | IMSG_MTA_DNS_MX_PREFERENCE) => {
+            dns_imsg(s, base, from, &imsg)
+        }
         Some(ImsgType::IMSG_CONF_START) => {}
         Some(ImsgType::IMSG_CONF_END) => {
             // Filter and table processes are started by now: lka needs
@@ -75,7 +112,15 @@ pub fn lka(mut peers: Peers) -> ! {
     {
         fatal!(e, "pledge");
     }
-    let mut s = Lka { peers };
+    // resolv.conf is read now, where lka lives (it is not chrooted), and
+    // again whenever it changes.
+    let s = Lka::new(peers, Asr::new());
+    lka_loop(s, base)
+}
+
+/// The event loop of a configured lka; tests run it on channels of their
+/// own.
+pub fn lka_loop(mut s: Lka, mut base: EventBase<Lka>) -> ! {
     if let Err(e) = base.event_dispatch(&mut s) {
         fatal!(e, "event_dispatch");
     }

@@ -2,7 +2,7 @@
 //! resolution (configuration time only; the daemons resolve through the
 //! asynchronous resolver), and the services database.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ptr;
@@ -138,12 +138,19 @@ fn gai_error(code: libc::c_int) -> GaiError {
     let msg = if code == libc::EAI_SYSTEM {
         io::Error::last_os_error().to_string()
     } else {
-        // SAFETY: gai_strerror returns a pointer to a static string.
-        unsafe { CStr::from_ptr(libc::gai_strerror(code)) }
-            .to_string_lossy()
-            .into_owned()
+        gai_strerror(code)
     };
     GaiError { code, msg }
+}
+
+/// The C library's text for a getaddrinfo error code, as OpenSMTPD logs
+/// it.
+pub fn gai_strerror(code: libc::c_int) -> String {
+    // SAFETY: gai_strerror returns a pointer to a static string, for any
+    // code ("Unknown error" for codes it does not know).
+    unsafe { CStr::from_ptr(libc::gai_strerror(code)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// What a blocking getaddrinfo(3) call found for a name.
@@ -209,8 +216,14 @@ pub fn getaddrinfo(
 /// The TCP port of a service name from the services database, as
 /// `getservbyname(name, "tcp")` finds it.
 pub fn getservbyname_tcp(name: &str) -> Option<u16> {
+    getservbyname(name, "tcp")
+}
+
+/// The port of a service name for protocol `proto` ("tcp", "udp") from
+/// the services database.
+pub fn getservbyname(name: &str, proto: &str) -> Option<u16> {
     let cname = cstring(name).ok()?;
-    let proto = CString::from(c"tcp");
+    let proto = cstring(proto).ok()?;
     // SAFETY: both arguments are NUL-terminated; the result points to
     // static storage that we copy out of before any other netdb call.
     let se = unsafe { libc::getservbyname(cname.as_ptr(), proto.as_ptr()) };
@@ -221,6 +234,32 @@ pub fn getservbyname_tcp(name: &str) -> Option<u16> {
     let port = unsafe { (*se).s_port };
     // s_port holds the port in network byte order in its low 16 bits.
     Some(u16::from_be(port as u16))
+}
+
+/// The service name of `port` for protocol `proto` from the services
+/// database, as `getservbyport(3)` finds it.
+pub fn getservbyport(port: u16, proto: &str) -> Option<String> {
+    let proto = cstring(proto).ok()?;
+    // s_port and the argument hold the port in network byte order.
+    let nport = libc::c_int::from(port.to_be());
+    // SAFETY: proto is NUL-terminated; the result points to static
+    // storage that we copy out of before any other netdb call.
+    let se = unsafe { libc::getservbyport(nport, proto.as_ptr()) };
+    if se.is_null() {
+        return None;
+    }
+    // SAFETY: se is non-null; s_name is a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr((*se).s_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// The index of the interface named `name`, for IPv6 scoped addresses
+/// (`fe80::1%em0`); None when there is no such interface.
+pub fn if_nametoindex(name: &str) -> Option<u32> {
+    let cname = cstring(name).ok()?;
+    // SAFETY: cname is NUL-terminated; the call only reads it.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
 /// The name of the interface with index `index`, for printing IPv6

@@ -514,6 +514,52 @@ pub fn sockaddr_from_bytes(b: &[u8]) -> Option<SocketAddr> {
     None
 }
 
+/// A non-blocking socket to a name server, connected (or, for TCP, still
+/// connecting), as asr's sockaddr_connect(). On OpenBSD it is a
+/// `SOCK_DNS` socket, which a process pledged "dns" may use without
+/// "inet". A datagram socket gets a random source port from the kernel
+/// at connect time and, being connected, only receives datagrams from
+/// `sa`. A stream socket may still be connecting: wait until it is
+/// writable, then read its pending error.
+pub fn dns_connect(sa: &SocketAddr, stream: bool) -> io::Result<OwnedFd> {
+    let family = match sa {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    let mut ty = if stream {
+        libc::SOCK_STREAM
+    } else {
+        libc::SOCK_DGRAM
+    };
+    ty |= libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    #[cfg(target_os = "openbsd")]
+    {
+        ty |= libc::SOCK_DNS;
+    }
+    // SAFETY: socket takes plain integers and returns a new descriptor.
+    let fd = cvt(unsafe { libc::socket(family, ty, 0) })?;
+    // SAFETY: fd was just returned by socket and is owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = sockaddr_bytes(sa);
+    // SAFETY: raw holds a complete sockaddr_in or sockaddr_in6 of
+    // raw.len() bytes, which connect only reads.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            raw.as_ptr().cast(),
+            raw.len() as libc::socklen_t,
+        )
+    };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        let pending = matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EINTR));
+        if !(stream && pending) {
+            return Err(e);
+        }
+    }
+    Ok(fd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,8 +186,12 @@ pub fn run_alone(module_path: &str, test: &str) -> bool {
     if std::env::var_os(ALONE).is_some() {
         return true;
     }
-    let module = module_path.split_once("::").map_or("", |(_, m)| m);
-    let name = format!("{module}::{test}");
+    // The path inside the test binary's crate: none for a test at the
+    // root of an integration test.
+    let name = match module_path.split_once("::") {
+        Some((_, module)) => format!("{module}::{test}"),
+        None => test.to_string(),
+    };
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             name.as_str(),

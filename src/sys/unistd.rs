@@ -112,3 +112,80 @@ pub fn getpass(prompt: &str) -> io::Result<String> {
     }
     Ok(line)
 }
+
+/// Fills `buf` with random bytes from the kernel: `arc4random_buf(3)` on
+/// OpenBSD, `getrandom(2)` on Linux. Neither needs a file, so it works in
+/// a chroot and under pledge. Never fails: a kernel that cannot give
+/// randomness is a broken invariant for DNS ids and queue ids alike.
+pub fn arc4random_buf(buf: &mut [u8]) {
+    #[cfg(target_os = "openbsd")]
+    {
+        // SAFETY: buf is valid for writes of buf.len() bytes.
+        unsafe { libc::arc4random_buf(buf.as_mut_ptr().cast(), buf.len()) };
+    }
+    #[cfg(not(target_os = "openbsd"))]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            // SAFETY: rest is valid for writes of rest.len() bytes.
+            let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                panic!("getrandom: {e}");
+            }
+            done += n as usize;
+        }
+    }
+}
+
+/// A random u32, as `arc4random(3)`.
+pub fn arc4random() -> u32 {
+    let mut b = [0u8; 4];
+    arc4random_buf(&mut b);
+    u32::from_ne_bytes(b)
+}
+
+/// A random u32 below `bound` without modulo bias, as
+/// `arc4random_uniform(3)`; 0 when `bound` is below 2.
+pub fn arc4random_uniform(bound: u32) -> u32 {
+    if bound < 2 {
+        return 0;
+    }
+    // Values below `min` would make some results likelier than others.
+    let min = bound.wrapping_neg() % bound;
+    loop {
+        let r = arc4random();
+        if r >= min {
+            return r % bound;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_bytes_differ_between_calls() {
+        let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+        arc4random_buf(&mut a);
+        arc4random_buf(&mut b);
+        assert_ne!(a, b);
+        assert_ne!(a, [0u8; 32]);
+    }
+
+    #[test]
+    fn uniform_stays_below_its_bound() {
+        let mut seen = [false; 7];
+        for _ in 0..1000 {
+            let r = arc4random_uniform(7) as usize;
+            seen[r] = true;
+        }
+        assert!(seen.iter().all(|s| *s), "{seen:?}");
+        assert_eq!(arc4random_uniform(1), 0);
+    }
+}

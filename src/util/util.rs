@@ -218,14 +218,10 @@ pub fn mvpurge(from: &str, to: &str) -> std::io::Result<()> {
     }
 }
 
-/// A random u32 from the kernel (arc4random's role).
+/// A random u32 from the kernel (arc4random's role). It used to read
+/// /dev/urandom, which a chrooted process cannot open.
 pub fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    u32::from_ne_bytes(b) ^ std::process::id().rotate_left(16)
+    crate::sys::unistd::arc4random()
 }
 
 /// secure_file(): whether `file`, opened as `path`, is a regular file

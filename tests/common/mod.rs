@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use smtpd::pathnames::{SMTPD_QUEUE_USER, SMTPD_USER};
 
+pub mod dns;
+
 /// How often a condition is polled.
 pub const POLL: Duration = Duration::from_millis(20);
 
