@@ -613,6 +613,15 @@ fn lka_answers_the_dispatcher_through_imsg() {
     if !smtpd::sys::testing::run_alone(module_path!(), "lka_answers_the_dispatcher_through_imsg") {
         return;
     }
+    let v4 = smtpd::sys::net::getifaddrs()
+        .unwrap()
+        .iter()
+        .any(|i| i.addr.is_ipv4() && !i.addr.ip().is_loopback());
+    assert!(
+        v4,
+        "this test needs an IPv4 address besides loopback: the MTA's lookups \
+         use AI_ADDRCONFIG, which asks for IPv4 addresses only then"
+    );
     let nsd = Nsd::start();
     let dir = TestDir::new("dns-lka");
     // No address configuration question: the MTA's lookups use

@@ -171,8 +171,8 @@ impl AsrCtx {
         }
     }
 
-    /// asr_ctx_from_file(): None when the file cannot be read or is too
-    /// long, and the caller keeps what it had.
+    /// asr_ctx_from_file(): an error when the file cannot be read or is
+    /// too long, and the caller keeps what it had.
     pub fn asr_ctx_from_file(&mut self, path: &Path) -> std::io::Result<()> {
         let text = std::fs::read(path)?;
         if text.len() > CONF_MAX {

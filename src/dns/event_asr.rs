@@ -57,15 +57,14 @@ impl<S: AsrOwner> EventAsr<S> {
 /// event_asr_run(): starts `q`; `cb` gets its result with `arg`. As in
 /// libevent, the query first runs from the loop (a timer that fires at
 /// once), never inside this call, so a caller can start several queries
-/// and count them before any callback runs. Returns a handle for
-/// event_asr_abort().
+/// and count them before any callback runs.
 pub fn event_asr_run<S: AsrOwner>(
     s: &mut S,
     base: &mut EventBase<S>,
     q: AsrQuery,
     cb: AsrCb<S>,
     arg: u64,
-) -> u64 {
+) {
     let ea = s.event_asr();
     let run = Running {
         q: Some(q),
@@ -89,16 +88,6 @@ pub fn event_asr_run<S: AsrOwner>(
     }
     if let Some(Some(r)) = s.event_asr().running.get_mut(slot) {
         r.ev = Some(ev);
-    }
-    slot as u64
-}
-
-/// event_asr_abort(): forgets a query in flight; its callback never runs.
-pub fn event_asr_abort<S: AsrOwner>(s: &mut S, base: &mut EventBase<S>, handle: u64) {
-    if let Some(r) = take_running(s, handle as usize) {
-        if let Some(ev) = r.ev {
-            base.event_free(ev);
-        }
     }
 }
 
