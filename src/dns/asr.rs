@@ -518,21 +518,11 @@ pub fn hnok_lenient(dn: &str) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
 }
 
-/// res_hnok(): whether a name from the DNS is a host name (RFC 952 and
-/// 1123, with '_' allowed inside labels as OpenBSD's libc does), so that
-/// a hostile PTR record cannot put arbitrary bytes in our logs.
-pub fn res_hnok(dn: &str) -> bool {
-    let dn = dn.strip_suffix('.').unwrap_or(dn);
-    !dn.is_empty()
-        && dn.split('.').all(|l| {
-            let b = l.as_bytes();
-            let border = |c: &u8| c.is_ascii_alphanumeric();
-            !b.is_empty()
-                && b.first().is_some_and(border)
-                && b.last().is_some_and(border)
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
-        })
+/// Whether a name from the DNS (as asr_strdname gives it) is a host name
+/// (res_hnok), so that a hostile PTR record cannot put arbitrary bytes in
+/// our logs; the root, which asr would hand out as an empty name, is not.
+pub fn asr_hnok(dn: &str) -> bool {
+    !dn.is_empty() && dn != "." && crate::util::util::res_hnok(dn)
 }
 
 /// _asr_is_localhost(): "localhost" and names in ".localhost." (RFC 6761

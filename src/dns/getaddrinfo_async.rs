@@ -19,9 +19,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::asr::{
-    asr_follow_cname, asr_is_localhost, asr_parse_namedb, asr_sockaddr_from_str, asr_strdname,
-    hnok_lenient, res_hnok, AddrInfo, AsrCtx, AsrDb, AsrResult, Async, ChainError, NETDB_SUCCESS,
-    NO_DATA, NO_RECOVERY, TRY_AGAIN,
+    asr_follow_cname, asr_hnok, asr_is_localhost, asr_parse_namedb, asr_sockaddr_from_str,
+    asr_strdname, hnok_lenient, AddrInfo, AsrCtx, AsrDb, AsrResult, Async, ChainError,
+    NETDB_SUCCESS, NO_DATA, NO_RECOVERY, TRY_AGAIN,
 };
 use super::res_search_async::{DomIter, IterDomain};
 use super::res_send_async::{res_query_async, res_send_async_run, ResSend};
@@ -591,7 +591,7 @@ fn addrinfo_from_pkt(q: &mut GetAddrInfo, pkt: &[u8], sub: &ResSend) {
         return;
     }
     let target = asr_strdname(&chain.target);
-    let cname = res_hnok(&target).then_some(target);
+    let cname = asr_hnok(&target).then_some(target);
     for rr in &chain.records {
         let ip: IpAddr = match rr.rr {
             Rdata::A(a) => a.into(),

@@ -12,8 +12,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::asr::{
-    asr_addr_as_fqdn, asr_follow_cname, asr_parse_namedb, asr_sockaddr_from_str, asr_strdname,
-    res_hnok, AsrCtx, AsrDb, AsrResult, Async, Hostent, HOST_NOT_FOUND, NETDB_INTERNAL,
+    asr_addr_as_fqdn, asr_follow_cname, asr_hnok, asr_parse_namedb, asr_sockaddr_from_str,
+    asr_strdname, AsrCtx, AsrDb, AsrResult, Async, Hostent, HOST_NOT_FOUND, NETDB_INTERNAL,
     NETDB_SUCCESS, NO_RECOVERY,
 };
 use super::res_send_async::{res_query_async, res_send_async_run, ResSend};
@@ -161,7 +161,7 @@ fn hostent_from_packet(
         Err(_) => return Some(Err(())),
     };
     let mut names = chain.records.iter().filter_map(|rr| match &rr.rr {
-        Rdata::Ptr(p) => Some(asr_strdname(p)).filter(|n| res_hnok(n)),
+        Rdata::Ptr(p) => Some(asr_strdname(p)).filter(|n| asr_hnok(n)),
         _ => None,
     });
     let h_name = names.next()?;
