@@ -9,6 +9,8 @@ pub static TABLE_BACKEND_DB: TableBackend = TableBackend {
     services: super::table_static::TABLE_BACKEND_STATIC.services,
     config: Some(table_db_config),
     add: None,
+    lookup: None,
+    fetch: None,
 };
 
 /// table_db_config(): OpenSMTPD opens the database here and fails the

@@ -10,4 +10,6 @@ pub static TABLE_BACKEND_PROC: TableBackend = TableBackend {
     services: TableService::K_ANY,
     config: None,
     add: None,
+    lookup: None,
+    fetch: None,
 };

@@ -1,12 +1,19 @@
 //! table_static.c: tables held in memory, declared inline in smtpd.conf or
-//! read from a table(5) file (OpenSMTPD table_static.c 1.35).
+//! read from a table(5) file (OpenSMTPD table_static.c 1.35): loading,
+//! lookups and fetches. dump, update, open and close arrive with
+//! `smtpctl update table`.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::{self, BufRead};
+use std::ops::Bound;
 
+use crate::config::config::Smtpd;
 use crate::util::util::{parse_table_line, TableFileType, TableLine};
 
-use super::table::{Table, TableBackend, TableHandle, TableService, TableType};
+use super::table::{
+    table_domain_match, table_mailaddr_match, table_netaddr_match, table_regex_match, Table,
+    TableBackend, TableHandle, TableService, TableState, TableType,
+};
 
 pub static TABLE_BACKEND_STATIC: TableBackend = TableBackend {
     name: "static",
@@ -24,6 +31,8 @@ pub static TABLE_BACKEND_STATIC: TableBackend = TableBackend {
         .union(TableService::K_REGEX),
     config: Some(table_static_config),
     add: Some(table_static_add),
+    lookup: Some(table_static_lookup),
+    fetch: Some(table_static_fetch),
 };
 
 /// struct table_static_priv: the entries, keyed by lowercased key. A list
@@ -112,4 +121,71 @@ fn table_static_add(t: &mut Table, key: &str, val: Option<&str>) -> bool {
         }
         TableHandle::None => false,
     }
+}
+
+/// keycmp[]: how a key matches the table's keys, for the services that
+/// do not compare them as plain strings (the last argument is the
+/// sub-address delimiter).
+type KeyCmp = fn(&str, &str, char) -> bool;
+static KEYCMP: [(TableService, KeyCmp); 4] = [
+    (TableService::K_DOMAIN, |s1, s2, _| {
+        table_domain_match(s1, s2)
+    }),
+    (TableService::K_NETADDR, |s1, s2, _| {
+        table_netaddr_match(s1, s2)
+    }),
+    (TableService::K_MAILADDR, table_mailaddr_match),
+    (TableService::K_REGEX, |s1, s2, _| table_regex_match(s1, s2)),
+];
+
+/// table_static_lookup(): the first key, in key order, that `key` matches
+/// for `service`. A list entry has no value: asking for one is an error
+/// (C would return the address of its placeholder).
+fn table_static_lookup(
+    conf: &Smtpd,
+    table: &Table,
+    service: TableService,
+    key: &str,
+    want_value: bool,
+) -> io::Result<Option<String>> {
+    let TableHandle::Static(priv_) = &table.t_handle else {
+        return Ok(None);
+    };
+    let delim = conf.sc_subaddressing_delim;
+    let found = match KEYCMP.iter().find(|(s, _)| *s == service) {
+        Some((_, matches)) => priv_.dict.iter().find(|(k, _)| matches(key, k, delim)),
+        None => priv_.dict.get_key_value(key),
+    };
+    match found {
+        None => Ok(None),
+        Some(_) if !want_value => Ok(Some(String::new())),
+        Some((_, Some(v))) => Ok(Some(v.clone())),
+        Some((_, None)) => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    }
+}
+
+/// table_static_fetch(): the key after the one fetched last, starting
+/// over after the last key.
+fn table_static_fetch(
+    st: &mut TableState,
+    table: &Table,
+    _service: TableService,
+) -> io::Result<Option<String>> {
+    let TableHandle::Static(priv_) = &table.t_handle else {
+        return Ok(None);
+    };
+    let after = st.fetch_cursors.get(&table.t_name);
+    let next = after
+        .and_then(|last| {
+            priv_
+                .dict
+                .range::<str, _>((Bound::Excluded(last.as_str()), Bound::Unbounded))
+                .next()
+        })
+        .or_else(|| priv_.dict.iter().next())
+        .map(|(k, _)| k.clone());
+    if let Some(k) = &next {
+        st.fetch_cursors.insert(table.t_name.clone(), k.clone());
+    }
+    Ok(next)
 }

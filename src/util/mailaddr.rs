@@ -1,18 +1,23 @@
-//! mailaddr.c: mail addresses (OpenSMTPD mailaddr.c 1.5). For now only
-//! `struct mailaddr` of smtpd.h and its C-layout encoding, which
-//! m_add_mailaddr/m_get_mailaddr and `struct deliver` carry raw; the list
-//! parsing of mailaddr.c comes later.
+//! mailaddr.c: mail addresses (OpenSMTPD mailaddr.c 1.5): `struct
+//! mailaddr` of smtpd.h and its C-layout encoding, which
+//! m_add_mailaddr/m_get_mailaddr and `struct deliver` carry raw, and the
+//! parsing of address lists (the values of K_MAILADDRMAP tables).
+//! `struct maddrmap` is a `Vec<Mailaddr>`: maddrmap_init, maddrmap_insert
+//! and maddrmap_free are Vec's new, push and drop.
 //!
 //! Also here: the helpers for the fixed-size, NUL-padded `char[N]` arrays
 //! of the structs that OpenSMTPD passes between processes as plain bytes.
 
 use std::fmt;
 
-use crate::defines::{SMTPD_MAXDOMAINPARTSIZE, SMTPD_MAXLOCALPARTSIZE};
+use crate::defines::{LINE_MAX, SMTPD_MAXDOMAINPARTSIZE, SMTPD_MAXLOCALPARTSIZE};
+use crate::util::to::text_to_mailaddr;
+use crate::util::util::strip;
 
 /// struct mailaddr: a local part and a domain, either possibly empty (the
-/// null sender `<>` is both empty).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// null sender `<>` is both empty). The order is C's memcmp of the
+/// struct: user first, then domain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Mailaddr {
     pub user: String,
     pub domain: String,
@@ -145,6 +150,81 @@ impl Mailaddr {
     }
 }
 
+/// mailaddr_line_split(): takes the next comma-separated item off `line`.
+/// A backslash makes the next character literal (and is dropped), commas
+/// inside double or single quotes do not split (the quotes are kept).
+/// `Ok(None)` when nothing is left; an error for an escape or a quote
+/// left open, or an item of LINE_MAX bytes or more (C's static buffer).
+pub(crate) fn mailaddr_line_split(line: &mut &str) -> Result<Option<String>, ()> {
+    let b = line.as_bytes();
+    let mut buffer = Vec::new();
+    let (mut esc, mut dq, mut sq) = (false, false, false);
+    let mut s = 0;
+    while s < b.len() && buffer.len() < LINE_MAX {
+        let c = b[s];
+        s += 1;
+        if esc {
+            buffer.push(c);
+            esc = false;
+            continue;
+        }
+        if c == b'\\' {
+            esc = true;
+            continue;
+        }
+        if c == b',' && !dq && !sq {
+            *line = &line[s..];
+            return Ok(Some(mailaddr_split_text(buffer)));
+        }
+        buffer.push(c);
+        if c == b'"' && !sq {
+            dq = !dq;
+        }
+        if c == b'\'' && !dq {
+            sq = !sq;
+        }
+    }
+    if esc || dq || sq || buffer.len() == LINE_MAX {
+        return Err(());
+    }
+    *line = &line[s..];
+    Ok(if buffer.is_empty() {
+        None
+    } else {
+        Some(mailaddr_split_text(buffer))
+    })
+}
+
+/// Only ASCII backslashes were left out of the item's bytes, which
+/// leaves UTF-8 whole.
+fn mailaddr_split_text(buffer: Vec<u8>) -> String {
+    String::from_utf8(buffer).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// mailaddr_line(): appends the addresses of the comma-separated list `s`
+/// to `maddrmap`. False on a malformed list or address, with the
+/// addresses before it already appended, as in C.
+pub fn mailaddr_line(maddrmap: &mut Vec<Mailaddr>, s: &str) -> bool {
+    let mut p = s;
+    loop {
+        match mailaddr_line_split(&mut p) {
+            Err(()) => return false,
+            Ok(None) => return true,
+            Ok(Some(item)) => {
+                let subrcpt = strip(&item);
+                if subrcpt.is_empty() {
+                    continue;
+                }
+                let Some(m) = text_to_mailaddr(subrcpt) else {
+                    return false;
+                };
+                log_debug!("subrcpt: [{subrcpt}]");
+                maddrmap.push(m);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +234,42 @@ mod tests {
     struct CMailaddr {
         user: [libc::c_char; SMTPD_MAXLOCALPARTSIZE],
         domain: [libc::c_char; SMTPD_MAXDOMAINPARTSIZE],
+    }
+
+    fn line(s: &str) -> Option<Vec<Mailaddr>> {
+        let mut v = Vec::new();
+        mailaddr_line(&mut v, s).then_some(v)
+    }
+
+    #[test]
+    fn mailaddr_lines_split_on_commas_outside_quotes() {
+        assert_eq!(
+            line(" alice@example.org ,bob, @example.net").unwrap(),
+            [
+                Mailaddr::new("alice", "example.org"),
+                Mailaddr::new("bob", ""),
+                Mailaddr::new("", "example.net"),
+            ]
+        );
+        assert_eq!(
+            line("\"a,b\"@example.org").unwrap(),
+            [Mailaddr::new("\"a,b\"", "example.org")]
+        );
+        assert_eq!(line("a\\,b@x").unwrap(), [Mailaddr::new("a,b", "x")]);
+        assert_eq!(line("a@x,, ,b@y,").unwrap().len(), 2);
+        assert_eq!(line("").unwrap(), []);
+    }
+
+    #[test]
+    fn mailaddr_lines_refuse_open_quotes_escapes_and_long_items() {
+        assert_eq!(line("\"a@x"), None);
+        assert_eq!(line("'a@x"), None);
+        assert_eq!(line("a@x\\"), None);
+        assert_eq!(line(&format!("{}@x", "u".repeat(300))), None);
+        assert_eq!(line(&"d".repeat(LINE_MAX)), None);
+        let mut v = Vec::new();
+        assert!(!mailaddr_line(&mut v, "a@x, \"b"));
+        assert_eq!(v, [Mailaddr::new("a", "x")], "what came before stays");
     }
 
     #[test]

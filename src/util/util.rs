@@ -7,6 +7,7 @@ use std::io::BufRead;
 use crate::pathnames::MAILNAME_FILE;
 use crate::sys::net::{self, Family};
 use crate::sys::unistd;
+use crate::util::mailaddr::Mailaddr;
 
 /// res_hnok(3): whether `dn` is a syntactically valid host name: labels of
 /// letters, digits, `-` and `_`, each beginning and ending with a letter or
@@ -38,6 +39,84 @@ pub fn lowercase(s: &str) -> String {
     s.to_ascii_lowercase()
 }
 
+/// MAILADDR_ALLOWED of smtpd.h: the characters of a local part besides
+/// letters and digits.
+pub const MAILADDR_ALLOWED: &str = "!#$%&'*/?^`{|}~+-=_";
+
+/// isspace(3) in the C locale: space, \t, \n, \v, \f, \r (Rust's
+/// is_ascii_whitespace leaves out \v).
+pub fn isspace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// strip(): `s` without its leading and trailing white space.
+pub fn strip(s: &str) -> &str {
+    s.trim_matches(isspace)
+}
+
+/// hostname_match(): `hostname` against `pattern`, ignoring ASCII case,
+/// where a `*` skips to the next occurrence of the character after it.
+/// The skip never backtracks, so `*.example.org` matches
+/// `a.example.org` but not `a.b.example.org`, as in OpenSMTPD.
+pub fn hostname_match(hostname: &str, pattern: &str) -> bool {
+    let (h, p) = (hostname.as_bytes(), pattern.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while j < p.len() && i < h.len() {
+        if p[j] == b'*' {
+            while j < p.len() && p[j] == b'*' {
+                j += 1;
+            }
+            // After trailing stars, C compares with the NUL: nothing
+            // stops the skip.
+            let next = p.get(j).map(u8::to_ascii_lowercase);
+            while i < h.len() && Some(h[i].to_ascii_lowercase()) != next {
+                i += 1;
+            }
+            continue;
+        }
+        if !p[j].eq_ignore_ascii_case(&h[i]) {
+            return false;
+        }
+        j += 1;
+        i += 1;
+    }
+    i == h.len() && j == p.len()
+}
+
+/// mailaddr_match(): whether the session's `maddr1` matches the table's
+/// `maddr2`: an empty `maddr2` is a catch-all, its domain is a pattern
+/// (hostname_match), and its user is compared without case, after
+/// stripping the sub-address (from `delim` on) off `maddr1` unless
+/// `maddr2` has one itself. C reads `delim` from env.
+pub fn mailaddr_match(maddr1: &Mailaddr, maddr2: &Mailaddr, delim: char) -> bool {
+    if maddr2.user.is_empty() && maddr2.domain.is_empty() {
+        return true;
+    }
+    if !maddr2.domain.is_empty() && !hostname_match(&maddr1.domain, &maddr2.domain) {
+        return false;
+    }
+    if !maddr2.user.is_empty() {
+        let mut user1 = maddr1.user.as_str();
+        if !maddr2.user.contains(delim) {
+            if let Some(i) = user1.find(delim) {
+                user1 = &user1[..i];
+            }
+        }
+        if !user1.eq_ignore_ascii_case(&maddr2.user) {
+            return false;
+        }
+    }
+    true
+}
+
+/// valid_localpart(): dot-separated atoms of letters, digits and
+/// MAILADDR_ALLOWED.
+pub fn valid_localpart(s: &str) -> bool {
+    let is_atext = |c: char| c.is_ascii_alphanumeric() || MAILADDR_ALLOWED.contains(c);
+    s.split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+}
+
 /// valid_domainpart(): a host name, or an address literal in brackets
 /// (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
 pub fn valid_domainpart(s: &str) -> bool {
@@ -56,6 +135,27 @@ pub fn valid_domainpart(s: &str) -> bool {
         return false;
     }
     res_hnok(s)
+}
+
+/// strtonum(3): a decimal integer between `minval` and `maxval`, as
+/// strtoll(3) reads it (leading white space and a sign allowed), with
+/// nothing after it.
+pub fn strtonum(numstr: &str, minval: i64, maxval: i64) -> Option<i64> {
+    let t = numstr.trim_start_matches(isspace);
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for c in digits.bytes() {
+        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+    }
+    let v = if neg { -v } else { v };
+    (minval <= maxval && v >= minval && v <= maxval).then_some(v)
 }
 
 /// scan_scaled(3): a number with an optional fraction and an optional
@@ -469,6 +569,72 @@ mod tests {
         assert!(!valid_domainpart("example.org."));
         assert!(!valid_domainpart("[nope]"));
         assert!(!valid_domainpart(""));
+    }
+
+    #[test]
+    fn hostname_match_wildcards_do_not_backtrack() {
+        assert!(hostname_match("a.example.org", "*.example.org"));
+        assert!(hostname_match("A.Example.ORG", "*.example.org"));
+        assert!(!hostname_match("a.b.example.org", "*.example.org"));
+        assert!(!hostname_match("example.org", "*.example.org"));
+        assert!(hostname_match("abbbc", "a*c"));
+        // The skip stops at the first c: "cbc" is not "c".
+        assert!(!hostname_match("acbc", "a*c"));
+        assert!(hostname_match("anything", "*"));
+        assert!(hostname_match("any", "a**"));
+        assert!(!hostname_match("", "*"));
+        assert!(!hostname_match("abc", "abc*"));
+        assert!(hostname_match("", ""));
+        assert!(!hostname_match("a", ""));
+    }
+
+    #[test]
+    fn mailaddr_match_forms_and_sub_addresses() {
+        let m = |u: &str, d: &str| Mailaddr::new(u, d);
+        let bob = m("bob+lists", "example.org");
+        assert!(mailaddr_match(&bob, &m("", ""), '+'));
+        assert!(mailaddr_match(&bob, &m("", "example.org"), '+'));
+        assert!(mailaddr_match(&bob, &m("", "*.org"), '+'));
+        assert!(!mailaddr_match(&bob, &m("", "example.net"), '+'));
+        assert!(mailaddr_match(&bob, &m("BOB", ""), '+'));
+        assert!(mailaddr_match(&bob, &m("bob", "example.org"), '+'));
+        assert!(mailaddr_match(&bob, &m("bob+lists", "example.org"), '+'));
+        assert!(!mailaddr_match(&bob, &m("bob+other", "example.org"), '+'));
+        assert!(!mailaddr_match(&bob, &m("bob", "example.org"), '-'));
+        assert!(mailaddr_match(
+            &m("bob-x", "example.org"),
+            &m("bob", ""),
+            '-'
+        ));
+        assert!(!mailaddr_match(&bob, &m("alice", ""), '+'));
+    }
+
+    #[test]
+    fn local_parts() {
+        assert!(valid_localpart("gilles"));
+        assert!(valid_localpart("first.last+tag"));
+        assert!(valid_localpart("a!#$%&'*/?^`{|}~+-=_z"));
+        assert!(!valid_localpart(""));
+        assert!(!valid_localpart(".a"));
+        assert!(!valid_localpart("a."));
+        assert!(!valid_localpart("a..b"));
+        assert!(!valid_localpart("a b"));
+        assert!(!valid_localpart("a\"b"));
+        assert!(!valid_localpart("caf\u{e9}"));
+    }
+
+    #[test]
+    fn strtonum_and_strip_as_libc() {
+        assert_eq!(strtonum("42", 0, 100), Some(42));
+        assert_eq!(strtonum(" +7", 0, 100), Some(7));
+        assert_eq!(strtonum("-1", 0, 100), None);
+        assert_eq!(strtonum("101", 0, 100), None);
+        assert_eq!(strtonum("", 0, 100), None);
+        assert_eq!(strtonum("4x", 0, 100), None);
+        assert_eq!(strtonum("4 ", 0, 100), None);
+        assert_eq!(strtonum("99999999999999999999", 0, i64::MAX), None);
+        assert_eq!(strip("\x0b \t a b \r\n"), "a b");
+        assert_eq!(strip("   "), "");
     }
 
     #[test]
