@@ -23,7 +23,8 @@ fi
 # netbase: /etc/services, for "port smtps" and friends.
 # nsd: the DNS server the resolver tests run on loopback (tests/common/dns.rs);
 # the tests start their own, so the system's is kept from starting (below).
-packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd"
+# python3, swaks: regress/smtp (its runner, and a real client to talk to smtpd).
+packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks"
 
 missing=""
 for p in $packages; do
