@@ -17,6 +17,9 @@ if ! command -v dpkg-query >/dev/null 2>&1; then
 	exit 0
 fi
 
+# Debian's OpenSMTPD 6.8, whose spool tests/queue_compat.rs reads (root).
+[ "$(id -u)" -ne 0 ] || sh "$(dirname "$0")/opensmtpd-ref.sh"
+
 # libtls-dev: libtls-sys; libclang-dev: its bindgen; mandoc: man page lint;
 # bmake: the Makefile is tested under BSD make too; openssl: test keys;
 # libpam0g-dev: libpam.so to link the parent's password checks against;

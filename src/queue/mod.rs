@@ -4,3 +4,6 @@ pub mod envelope;
 #[allow(clippy::module_inception)]
 pub mod queue;
 pub mod queue_backend;
+pub mod queue_fs;
+pub mod queue_null;
+pub mod queue_ram;

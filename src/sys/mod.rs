@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod event;
+pub mod fsync;
 pub mod net;
 pub mod pledge;
 pub mod process;
