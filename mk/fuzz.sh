@@ -1,7 +1,8 @@
 #!/bin/sh
 # make fuzz [FUZZ_TARGET=name]: runs a cargo-fuzz target (default
-# parse_config; also unpack_dns and envelope) for FUZZ_SECONDS (default
-# 300) on the nightly toolchain. Installs cargo-fuzz when it is missing.
+# parse_config; also unpack_dns, envelope, smtp_command and mailaddr)
+# for FUZZ_SECONDS (default 300) on the nightly toolchain. Installs
+# cargo-fuzz when it is missing.
 #
 # Each target's corpus, fuzz/corpus/<target>, is seeded on every run:
 # parse_config with the regress configurations, every target with its
@@ -10,7 +11,7 @@ set -eu
 target=${1:-parse_config}
 seconds=${FUZZ_SECONDS:-300}
 case $target in
-parse_config|unpack_dns|envelope) ;;
+parse_config|unpack_dns|envelope|smtp_command|mailaddr) ;;
 *)	echo "fuzz.sh: unknown target $target" >&2; exit 1 ;;
 esac
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then

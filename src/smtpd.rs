@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::config::{
-    config_default, config_peer, config_process, env, set_env, QueueFlags, Smtpd,
+    config_default, config_peer, config_process, env, set_env, ListenerFlags, QueueFlags, Smtpd,
     SMTPD_OPT_NOACTION, SMTPD_OPT_VERBOSE,
 };
 use crate::config::lex::Symtab;
@@ -273,7 +273,7 @@ pub fn main(args: Vec<String>) -> i32 {
             if !crate::queue::queue_backend::queue_init(&o.backend_queue, true) {
                 fatalx!("could not initialize queue backend");
             }
-            crate::queue::queue::queue(peers)
+            crate::queue::queue::queue(peers, &o.backend_queue)
         }
         ProcType::PROC_SCHEDULER => {
             set_env(conf);
@@ -339,6 +339,18 @@ fn parent_main(mut conf: Smtpd, o: &Options, args: &[String]) -> i32 {
     // now would die on the first one, so say so instead.
     if let Some(name) = conf.sc_filter_processes_dict.keys().next() {
         fatalx!("filter process \"{name}\": filters are not implemented yet");
+    }
+    // STARTTLS, SMTPS and AUTH come with the TLS issue: a listener that
+    // asks for them would not do what its configuration says.
+    let tls = ListenerFlags::F_SSL | ListenerFlags::F_AUTH;
+    for l in conf.sc_listeners.iter() {
+        if l.flags.intersects(tls) {
+            fatalx!(
+                "listener {} port {}: tls, smtps and auth are not implemented yet",
+                l.address(),
+                l.port
+            );
+        }
     }
 
     log_info!("info: {SMTPD_NAME} {SMTPD_VERSION} starting");

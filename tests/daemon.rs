@@ -332,6 +332,7 @@ fn sighup_is_logged_and_ignored() {
 /// signal self-pipe. Descriptors 0-2 are checked apart.
 fn descriptor_picture(tree: &Tree, dir: &TestDir) -> BTreeMap<String, Vec<String>> {
     let socks = unix_sockets().expect("sock_diag");
+    let tcp_listen = tcp_listening_inodes();
     let fds: Vec<(String, Vec<(i32, String)>)> =
         tree.all().into_iter().map(|(t, p)| (t, p.fds())).collect();
     let mut owner: HashMap<u32, Vec<&str>> = HashMap::new();
@@ -346,7 +347,9 @@ fn descriptor_picture(tree: &Tree, dir: &TestDir) -> BTreeMap<String, Vec<String
         for (fd, target) in list.iter().filter(|(fd, _)| *fd > 2) {
             let label = if let Some(ino) = link_inode(target, "socket") {
                 let s = socks.get(&ino).cloned().unwrap_or_default();
-                if owner[&ino].len() > 1 {
+                if tcp_listen.contains(&ino) {
+                    "tcp listener".into()
+                } else if owner[&ino].len() > 1 {
                     format!("socket shared with {:?}", owner[&ino])
                 } else if s.state == TCP_LISTEN {
                     match s.name {
@@ -378,6 +381,24 @@ fn descriptor_picture(tree: &Tree, dir: &TestDir) -> BTreeMap<String, Vec<String
         picture.insert(title.clone(), labels);
     }
     picture
+}
+
+/// The inodes of the TCP sockets in LISTEN state (state 0A in
+/// /proc/net/tcp and tcp6), which sock_diag's unix query does not see.
+fn tcp_listening_inodes() -> std::collections::HashSet<u32> {
+    let mut set = std::collections::HashSet::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = fs::read_to_string(f).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && cols[3] == "0A" {
+                if let Ok(ino) = cols[9].parse() {
+                    set.insert(ino);
+                }
+            }
+        }
+    }
+    set
 }
 
 #[test]
@@ -440,7 +461,14 @@ fn every_process_holds_only_its_channels() {
         ),
         (
             "dispatcher",
-            &["control", "crypto", "lookup", "parent", "queue"][..],
+            &[
+                "control",
+                "crypto",
+                "lookup",
+                "parent",
+                "queue",
+                "tcp listener",
+            ][..],
         ),
         (
             "queue",

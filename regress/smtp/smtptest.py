@@ -673,12 +673,30 @@ def port587_free(opts):
     return None
 
 
+def sendmail_submits(opts):
+    # An smtpctl without mail submission says "not implemented yet" and
+    # nothing else: the scenarios that need it wait for it.  Any other
+    # answer (here, no control socket to reach) means it is built.
+    env = dict(os.environ, SMTPD_SOCKET="/nonexistent/smtpd.sock")
+    try:
+        p = subprocess.run(["sendmail", "-f", "a@example.org", "b@example.org"],
+                           executable=opts.smtpctl, input=b"",
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           env=env, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "cannot run %s as sendmail: %s" % (opts.smtpctl, e)
+    if b"not implemented yet" in p.stdout:
+        return "this smtpctl has no mail submission yet"
+    return None
+
+
 # `requires WHAT`: a check that says why the scenario cannot run here.
 REQUIREMENTS = {
     "ipv6": lambda opts: None if HAVE_IPV6 else "no IPv6 loopback (::1)",
     "linklocal": lambda opts: None if opts.linklocal else
     "no IPv6 link-local address this host can connect to itself on",
     "port587": port587_free,
+    "sendmail": sendmail_submits,
 }
 
 

@@ -2650,20 +2650,23 @@ impl<'c> Parser<'c> {
             .clone()
             .unwrap_or_else(|| self.conf.sc_hostname.clone());
         self.listen_origin += 1;
-        for ip in addrs {
-            let mut h = self.config_listener(
-                lo.clone(),
-                Some(SocketAddr::new(ip, lo.port)),
-                hostname.clone(),
-            );
-            h.local = ip.is_loopback();
+        for mut sa in addrs {
+            sa.set_port(lo.port);
+            let ip = sa.ip();
+            let mut h = self.config_listener(lo.clone(), Some(sa), hostname.clone());
+            // Exactly 127.0.0.1 or ::1, as C compares with
+            // INADDR_LOOPBACK: 127.0.0.2 is not a local listener.
+            h.local = ip == IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+                || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
             self.conf.sc_listeners.push(h);
         }
         Ok(())
     }
 
-    /// interface(), host_v4(), host_v6(), host_dns(), in that order.
-    fn listen_addresses(&mut self, lo: &ListenOpts, l: Loc) -> PResult<Vec<IpAddr>> {
+    /// interface(), host_v4(), host_v6(), host_dns(), in that order. An
+    /// interface's link-local addresses keep their scope, without which
+    /// they cannot be bound.
+    fn listen_addresses(&mut self, lo: &ListenOpts, l: Loc) -> PResult<Vec<SocketAddr>> {
         let ifaddrs =
             net::getifaddrs().map_err(|e| self.error_at(l, &format!("getifaddrs: {e}")))?;
         let mut found = Vec::new();
@@ -2671,7 +2674,7 @@ impl<'c> Parser<'c> {
             let member =
                 ifa.name == lo.ifx || net::is_if_in_group(&ifa.name, &lo.ifx).unwrap_or(false);
             if member && lo.family.admits(&ifa.addr.ip()) {
-                found.push(ifa.addr.ip());
+                found.push(ifa.addr);
             }
         }
         if !found.is_empty() {
@@ -2679,7 +2682,7 @@ impl<'c> Parser<'c> {
         }
         if let Ok(ip) = lo.ifx.parse::<IpAddr>() {
             if lo.family.admits(&ip) {
-                return Ok(vec![ip]);
+                return Ok(vec![SocketAddr::new(ip, 0)]);
             }
             let (is, asked) = if ip.is_ipv4() {
                 ("an IPv4", "inet6")
@@ -2692,7 +2695,11 @@ impl<'c> Parser<'c> {
             ));
         }
         match net::getaddrinfo(&lo.ifx, lo.family, true, false) {
-            Ok(ai) if !ai.addrs.is_empty() => Ok(ai.addrs),
+            Ok(ai) if !ai.addrs.is_empty() => Ok(ai
+                .addrs
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect()),
             Err(e) if !e.is_no_name() => {
                 Err(self.error_at(l, &format!("could not resolve \"{}\": {e}", lo.ifx)))
             }

@@ -6,3 +6,6 @@ pub mod mda;
 pub mod mda_mbox;
 pub mod mda_unpriv;
 pub mod mda_variables;
+pub mod proxy;
+pub mod smtp;
+pub mod smtp_session;

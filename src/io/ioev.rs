@@ -281,6 +281,20 @@ pub fn io_set_fd<S: IoOwner>(base: &mut EventBase<S>, io: &mut Io, sock: Stream,
     io.ev = Some(ev);
 }
 
+/// The io changes hands (C's io_set_callback on a live io): it is
+/// registered again under its new owner's key.
+pub fn io_rekey<S: IoOwner>(base: &mut EventBase<S>, io: &mut Io, key: u64) {
+    if let Some(ev) = io.ev.take() {
+        base.event_free(ev);
+    }
+    let fd = io.fileno();
+    let ev = base.event_set_dynamic(fd, io_interest::<S>, io_dispatch::<S>, key);
+    if let Err(e) = base.event_add(ev, io.timeout) {
+        fatal!(e, "io_rekey: event_add");
+    }
+    io.ev = Some(ev);
+}
+
 /// io_free(): unregisters the io and closes its socket.
 pub fn io_free<S>(base: &mut EventBase<S>, mut io: Io) {
     if let Some(ev) = io.ev.take() {

@@ -632,6 +632,28 @@ pub fn m_add_sockaddr(p: &mut Mproc, sa: &SocketAddr) {
     m_add_data(p, &sockaddr_bytes(sa));
 }
 
+/// An envelope, as its text form with its id before it (m_add_envelope).
+/// An envelope that cannot be written (a CR or LF in a field) never gets
+/// here: every field is checked where it enters.
+pub fn m_add_envelope(p: &mut Mproc, evp: &crate::queue::envelope::Envelope) {
+    match crate::queue::envelope::envelope_dump_buffer(evp) {
+        Ok(text) => {
+            m_add_evpid(p, evp.id);
+            m_add_string(p, Some(&text));
+        }
+        Err(e) => fatalx!("m_add_envelope: {e}"),
+    }
+}
+
+/// A struct mailaddr, raw, as C sends it. A mail address that does not
+/// fit its C layout never reaches here: the SMTP checks refuse it first.
+pub fn m_add_mailaddr(p: &mut Mproc, maddr: &crate::util::mailaddr::Mailaddr) {
+    match maddr.to_bytes() {
+        Ok(b) => m_add(p, &b),
+        Err(e) => fatalx!("m_add_mailaddr: {e}"),
+    }
+}
+
 /// Why a message could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MsgError {
@@ -640,6 +662,7 @@ pub enum MsgError {
     NotAtEnd,
     NotUtf8,
     BadSockaddr,
+    BadEnvelope,
 }
 
 impl fmt::Display for MsgError {
@@ -650,6 +673,7 @@ impl fmt::Display for MsgError {
             MsgError::NotAtEnd => "not at msg end",
             MsgError::NotUtf8 => "string is not UTF-8",
             MsgError::BadSockaddr => "bad sockaddr",
+            MsgError::BadEnvelope => "bad envelope",
         })
     }
 }
@@ -754,6 +778,21 @@ impl<'a> Msg<'a> {
         sockaddr_from_bytes(self.get_data()?).ok_or(MsgError::BadSockaddr)
     }
 
+    /// m_get_envelope(): the envelope's text, loaded, with its id.
+    pub fn get_envelope(&mut self) -> Result<crate::queue::envelope::Envelope, MsgError> {
+        let evpid = self.get_evpid()?;
+        let text = self.get_string()?.ok_or(MsgError::TooShort)?;
+        let mut evp = crate::queue::envelope::envelope_load_buffer(text.as_bytes())
+            .map_err(|_| MsgError::BadEnvelope)?;
+        evp.id = evpid;
+        Ok(evp)
+    }
+
+    pub fn get_mailaddr(&mut self) -> Result<crate::util::mailaddr::Mailaddr, MsgError> {
+        let b = self.get(crate::util::mailaddr::MAILADDR_SIZE)?;
+        crate::util::mailaddr::Mailaddr::from_bytes(b).map_err(|_| MsgError::NotUtf8)
+    }
+
     /// m_is_eom().
     pub fn is_eom(&self) -> bool {
         self.pos == self.data.len()
@@ -809,7 +848,9 @@ m_getters! {
     m_get_msgid => get_msgid -> u32,
     m_get_string => get_string -> Option<&'a str>,
     m_get_data => get_data -> &'a [u8],
-    m_get_sockaddr => get_sockaddr -> SocketAddr,
+        m_get_sockaddr => get_sockaddr -> SocketAddr,
+        m_get_mailaddr => get_mailaddr -> crate::util::mailaddr::Mailaddr,
+    m_get_envelope => get_envelope -> crate::queue::envelope::Envelope,
 }
 
 /// m_end() for trusted peers.

@@ -1,8 +1,8 @@
 //! forward.c: users' ~/.forward files (OpenSMTPD forward.c 1.39).
 //!
-//! So far `struct forward_req`, the request lka sends the parent to open
-//! a .forward (parent_forward_open in smtpd.rs) and the parent's answer.
-//! Reading the file and expanding it arrive with local delivery.
+//! `struct forward_req`, the request lka sends the parent to open a
+//! .forward (parent_forward_open in smtpd.rs) and the parent's answer, and
+//! forwards_get(), which reads the file the parent opened.
 
 use crate::defines::{PATH_MAX, SMTPD_VUSERNAME_SIZE};
 
@@ -83,9 +83,89 @@ impl ForwardReq {
     }
 }
 
+/// MAX_FORWARD_SIZE: a larger .forward is a temporary failure.
+const MAX_FORWARD_SIZE: u64 = 4 * 1024;
+/// MAX_EXPAND_NODES: the most destinations one .forward may add.
+const MAX_EXPAND_NODES: usize = 100;
+
+/// What a .forward gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Forwards {
+    /// Destinations were added to the expansion.
+    Expanded,
+    /// An empty file, or one that names nothing new.
+    Empty,
+    /// Too large, unreadable or unparsable: a temporary failure.
+    Tempfail,
+}
+
+/// forwards_get(): the destinations of the .forward open on `fd`, added
+/// to `expand`.
+pub fn forwards_get(fd: std::os::fd::OwnedFd, expand: &mut super::expand::Expand) -> Forwards {
+    let f = std::fs::File::from(fd);
+    let Ok(meta) = f.metadata() else {
+        return Forwards::Tempfail;
+    };
+    if meta.len() == 0 {
+        log_info!("info: forward file is empty");
+        return Forwards::Empty;
+    }
+    if meta.len() >= MAX_FORWARD_SIZE {
+        log_info!("info: forward file exceeds max size");
+        return Forwards::Tempfail;
+    }
+    let save = expand.nb_nodes;
+    for line in super::aliases::fparseln(std::io::BufReader::new(f)) {
+        if !super::expand::expand_line(expand, &line, false) {
+            log_info!("info: parse error in forward file");
+            return Forwards::Tempfail;
+        }
+        if expand.nb_nodes > MAX_EXPAND_NODES {
+            log_info!("info: forward file expanded too many nodes");
+            return Forwards::Tempfail;
+        }
+    }
+    if expand.nb_nodes > save {
+        Forwards::Expanded
+    } else {
+        Forwards::Empty
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forward_file(text: &str) -> std::os::fd::OwnedFd {
+        let p = std::env::temp_dir().join(format!(
+            "smtpd-forward-{}-{}",
+            std::process::id(),
+            crate::util::util::generate_uid()
+        ));
+        std::fs::write(&p, text).unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        f.into()
+    }
+
+    #[test]
+    fn forward_files_expand_or_say_why_not() {
+        let mut x = super::super::expand::Expand::default();
+        assert_eq!(forwards_get(forward_file(""), &mut x), Forwards::Empty);
+        assert_eq!(
+            forwards_get(forward_file("bob@example.org, |/bin/true\n# c\n"), &mut x),
+            Forwards::Expanded
+        );
+        assert_eq!(x.nb_nodes, 2);
+        assert_eq!(
+            forwards_get(forward_file(&"a".repeat(5000)), &mut x),
+            Forwards::Tempfail
+        );
+        assert_eq!(
+            forwards_get(forward_file("\"unterminated\n"), &mut x),
+            Forwards::Tempfail
+        );
+    }
 
     #[test]
     fn layout_is_c_s() {

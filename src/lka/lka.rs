@@ -13,16 +13,31 @@ use crate::dns::dns::{dns_imsg, Dns, DnsOwner};
 use crate::dns::event_asr::{AsrOwner, EventAsr};
 use crate::dns::resolver::resolver_dispatch_request;
 use crate::io::event::{EvFlags, EventBase};
+use crate::ipc::imsg::imsg_get_fd;
 use crate::ipc::imsg::Imsg;
+use crate::ipc::mproc::{
+    m_add_id, m_add_int, m_add_string, m_close, m_create, m_end, m_get_envelope, m_get_id,
+    m_get_mailaddr, m_get_sockaddr, m_get_string, m_msg,
+};
 use crate::ipc::mproc::{mproc_disable, mproc_enable, ImsgType, ProcType};
+use crate::lka::forward::ForwardReq;
+use crate::lka::lka_session::{
+    lka_session, lka_session_forward_reply, LkaSession, LKA_OK, LKA_PERMFAIL, LKA_TEMPFAIL,
+};
 use crate::pathnames::SMTPD_USER;
 use crate::smtpd::{child_imsg_common, child_privdrop, imsg_to_str, Peers};
 use crate::sys::process::exit_now;
+use crate::table::table::{table_find, table_lookup, Lookup, TableService};
+use crate::util::mailaddr::Mailaddr;
+use crate::util::util::mailaddr_match;
+use std::collections::HashMap;
 
 pub struct Lka {
-    peers: Peers,
+    pub(crate) peers: Peers,
     asr: EventAsr<Lka>,
     dns: Dns,
+    /// Recipient expansions waiting for a .forward (lka_session.c's tree).
+    pub(crate) sessions: HashMap<u64, LkaSession>,
 }
 
 crate::impl_mproc_owner!(Lka, lka_imsg);
@@ -46,6 +61,7 @@ impl Lka {
             peers,
             asr: EventAsr::new(asr),
             dns: Dns::default(),
+            sessions: HashMap::new(),
         }
     }
 }
@@ -64,6 +80,26 @@ fn lka_imsg(s: &mut Lka, base: &mut EventBase<Lka>, from: ProcType, imsg: Option
         Some(IMSG_MTA_DNS_HOST | IMSG_MTA_DNS_MX | IMSG_MTA_DNS_MX_PREFERENCE) => {
             dns_imsg(s, base, from, &imsg)
         }
+        Some(IMSG_SMTP_CHECK_SENDER) => lka_imsg_check_sender(s, from, &imsg),
+        Some(IMSG_SMTP_EXPAND_RCPT) => {
+            let mut m = m_msg(&imsg);
+            let reqid = m_get_id(&mut m);
+            let evp = m_get_envelope(&mut m);
+            m_end(&m);
+            lka_session(s, reqid, evp);
+        }
+        Some(IMSG_SMTP_LOOKUP_HELO) => lka_imsg_lookup_helo(s, from, &imsg),
+        Some(IMSG_LKA_OPEN_FORWARD) => {
+            let Some(fwreq) = ForwardReq::from_bytes(&imsg.data) else {
+                fatalx!(
+                    "lka_imsg: IMSG_LKA_OPEN_FORWARD: bad size {}",
+                    imsg.data.len()
+                );
+            };
+            let mut imsg = imsg;
+            let fd = imsg_get_fd(&mut imsg);
+            lka_session_forward_reply(s, &fwreq, fd);
+        }
         Some(ImsgType::IMSG_CONF_START) => {}
         Some(ImsgType::IMSG_CONF_END) => {
             // Filter and table processes are started by now: lka needs
@@ -78,6 +114,87 @@ fn lka_imsg(s: &mut Lka, base: &mut EventBase<Lka>, from: ProcType, imsg: Option
             mproc_enable(base, s.peers.p(p), p as u64);
         }
         _ => fatalx!("lka_imsg: unexpected {} imsg", imsg_to_str(imsg.hdr.type_)),
+    }
+}
+
+/// IMSG_SMTP_CHECK_SENDER: may the authenticated user send as this
+/// sender (`senders` table)?
+fn lka_imsg_check_sender(s: &mut Lka, from: ProcType, imsg: &Imsg) {
+    let mut m = m_msg(imsg);
+    let reqid = m_get_id(&mut m);
+    let tablename = m_get_string(&mut m).unwrap_or("").to_string();
+    let username = m_get_string(&mut m).unwrap_or("").to_string();
+    let maddr = m_get_mailaddr(&mut m);
+    m_end(&m);
+    let ret = lka_mailaddrmap(&tablename, &username, &maddr);
+    let p = s.peers.p(from);
+    m_create(p, ImsgType::IMSG_SMTP_CHECK_SENDER, 0, 0, None);
+    m_add_id(p, reqid);
+    m_add_int(p, ret);
+    m_close(p);
+}
+
+/// IMSG_SMTP_LOOKUP_HELO: the name a listener's `hostnames` table gives
+/// its address.
+fn lka_imsg_lookup_helo(s: &mut Lka, from: ProcType, imsg: &Imsg) {
+    let mut m = m_msg(imsg);
+    let reqid = m_get_id(&mut m);
+    let tablename = m_get_string(&mut m).unwrap_or("").to_string();
+    let sa = m_get_sockaddr(&mut m);
+    m_end(&m);
+    let (ret, name) = lka_addrname(&tablename, &sa);
+    let p = s.peers.p(from);
+    m_create(p, ImsgType::IMSG_SMTP_LOOKUP_HELO, 0, 0, None);
+    m_add_id(p, reqid);
+    m_add_int(p, ret);
+    if ret == LKA_OK {
+        m_add_string(p, name.as_deref());
+    }
+    m_close(p);
+}
+
+/// lka_addrname(): the `hostnames` entry of an address.
+fn lka_addrname(tablename: &str, sa: &std::net::SocketAddr) -> (i32, Option<String>) {
+    let source = crate::util::to::sa_to_text(Some(sa));
+    log_debug!("debug: lka: helo {tablename}:{source}");
+    let conf = crate::config::config::env();
+    let Some(table) = table_find(conf, tablename) else {
+        log_warnx!("warn: cannot find helo table {tablename}");
+        return (LKA_TEMPFAIL, None);
+    };
+    match table_lookup(conf, table, TableService::K_ADDRNAME, &source) {
+        Err(_) => {
+            log_warnx!("warn: failure during helo lookup {tablename}:{source}");
+            (LKA_TEMPFAIL, None)
+        }
+        Ok(Some(Lookup::Addrname(a))) => (LKA_OK, Some(a.name)),
+        Ok(_) => (LKA_PERMFAIL, None),
+    }
+}
+
+/// lka_mailaddrmap(): whether the user's entry of the senders table
+/// allows the address.
+fn lka_mailaddrmap(tablename: &str, username: &str, maddr: &Mailaddr) -> i32 {
+    log_debug!("debug: lka: mailaddrmap {tablename}:{username}");
+    let conf = crate::config::config::env();
+    let Some(table) = table_find(conf, tablename) else {
+        log_warnx!("warn: cannot find mailaddrmap table {tablename}");
+        return LKA_TEMPFAIL;
+    };
+    match table_lookup(conf, table, TableService::K_MAILADDRMAP, username) {
+        Err(_) => {
+            log_warnx!("warn: failure during mailaddrmap lookup {tablename}:{username}");
+            LKA_TEMPFAIL
+        }
+        Ok(Some(Lookup::Maddrmap(list))) => {
+            let delim = conf.sc_subaddressing_delim;
+            if list.iter().any(|m| mailaddr_match(maddr, m, delim)) {
+                LKA_OK
+            } else {
+                LKA_PERMFAIL
+            }
+        }
+        Ok(_) => LKA_PERMFAIL,
     }
 }
 

@@ -584,25 +584,11 @@ fn text_to_sockaddr_in6(text: &str) -> Option<SocketAddrV6> {
     Some(SocketAddrV6::new(ip, 0, 0, scope_id))
 }
 
-/// text_to_mailaddr() of to.c: `user@domain` split at the last `@`; no
-/// `@` is a user alone, a leading one a domain alone.
-fn text_to_mailaddr(buf: &[u8]) -> Option<Mailaddr> {
-    if buf.len() >= LINE_MAX {
-        return None;
-    }
-    let s = std::str::from_utf8(buf).ok()?;
-    let (user, domain) = match s.rfind('@') {
-        None => (s, ""),
-        Some(i) => (&s[..i], &s[i + 1..]),
-    };
-    if user.len() >= SMTPD_MAXLOCALPARTSIZE || domain.len() >= SMTPD_MAXDOMAINPARTSIZE {
-        return None;
-    }
-    Some(Mailaddr::new(user, domain))
-}
-
 fn ascii_load_mailaddr(dest: &mut Mailaddr, buf: &[u8]) -> bool {
-    match text_to_mailaddr(buf) {
+    let Ok(text) = std::str::from_utf8(buf) else {
+        return false;
+    };
+    match crate::util::to::text_to_mailaddr(text) {
         Some(m) => {
             *dest = m;
             true

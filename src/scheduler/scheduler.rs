@@ -20,7 +20,7 @@ use crate::io::event::{EvFlags, EventBase, EventId};
 use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::{
     m_add_evpid, m_add_int, m_add_time, m_close, m_compose, m_create, m_end, m_get_evpid, m_get_id,
-    m_get_int, m_get_msgid, m_get_u32, m_msg, ImsgType, Msg, ProcType,
+    m_get_int, m_get_msgid, m_get_u32, m_msg, ImsgType, ProcType,
 };
 use crate::pathnames::{PATH_CHROOT, SMTPD_USER};
 use crate::queue::envelope::{BounceType, DeliveryBounce, DeliveryType, DsnRet, Envelope};
@@ -125,16 +125,6 @@ fn scheduler_time(base: &EventBase<Scheduler>) -> i64 {
     time_now() - behind.as_secs() as i64
 }
 
-/// m_get_envelope(): an envelope in its text form. mproc.rs does not have
-/// it yet (it comes with envelope.c's text format); until then the
-/// messages that carry one stop the process.
-fn scheduler_get_envelope(m: &mut Msg) -> Envelope {
-    fatalx!(
-        "{}: m_get_envelope: envelopes cannot be read yet",
-        imsg_to_str(m.type_())
-    )
-}
-
 /// scheduler_imsg().
 fn scheduler_imsg(
     s: &mut Scheduler,
@@ -159,7 +149,7 @@ fn scheduler_imsg(
     let mut m = m_msg(&imsg);
     match t {
         IMSG_QUEUE_ENVELOPE_SUBMIT => {
-            let evp = scheduler_get_envelope(&mut m);
+            let evp = crate::ipc::mproc::m_get_envelope(&mut m);
             m_end(&m);
             scheduler_imsg_envelope_submit(s, &evp, now);
         }
@@ -171,7 +161,7 @@ fn scheduler_imsg(
             scheduler_reset_events(s, base);
         }
         IMSG_QUEUE_DISCOVER_EVPID => {
-            let evp = scheduler_get_envelope(&mut m);
+            let evp = crate::ipc::mproc::m_get_envelope(&mut m);
             m_end(&m);
             scheduler_imsg_discover_evpid(s, &evp, now);
         }
@@ -236,7 +226,7 @@ fn scheduler_imsg(
             scheduler_reset_events(s, base);
         }
         IMSG_QUEUE_DELIVERY_TEMPFAIL => {
-            let evp = scheduler_get_envelope(&mut m);
+            let evp = crate::ipc::mproc::m_get_envelope(&mut m);
             m_end(&m);
             scheduler_imsg_delivery_tempfail(s, &evp, now);
             scheduler_reset_events(s, base);
@@ -539,7 +529,9 @@ pub fn scheduler(mut peers: Peers, backend_scheduler: &str) -> ! {
         backend,
         ev,
         ninflight: 0,
-        sc_flags: conf.sc_flags,
+        // Nothing delivers yet (the MDA and the MTA are the next issues):
+        // the scheduler holds every envelope as if both were paused.
+        sc_flags: conf.sc_flags | SMTPD_MDA_PAUSED | SMTPD_MTA_PAUSED,
         conf,
     };
     scheduler_reset_events(&mut s, &mut base);

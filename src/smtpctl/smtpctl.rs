@@ -23,6 +23,12 @@ fn usage(name: &str) -> i32 {
 
 pub fn main(args: Vec<String>) -> i32 {
     let name = progname(args.first().map_or("smtpctl", String::as_str)).to_string();
+    // The sendmail personalities take options smtpctl does not know yet:
+    // what they cannot do is said before any usage complaint.
+    if name != "smtpctl" {
+        eprintln!("{name}: not implemented yet: this smtpd port has no mail submission yet");
+        return 1;
+    }
     let mut g = Getopt::new(&args, "");
     if let Some(Opt::Unknown(_) | Opt::MissingArg(_) | Opt::Flag(..)) = g.next() {
         return usage(&name);

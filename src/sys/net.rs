@@ -96,6 +96,7 @@ pub fn getifaddrs() -> io::Result<Vec<IfAddr>> {
         let ifa = unsafe { &*p };
         // SAFETY: ifa_addr is null or a valid sockaddr for its family.
         if let Some(addr) = unsafe { sockaddr_to_std(ifa.ifa_addr) } {
+            let addr = kame_unembed(addr);
             // SAFETY: ifa_name is a NUL-terminated interface name.
             let name = unsafe { CStr::from_ptr(ifa.ifa_name) };
             out.push(IfAddr {
@@ -108,6 +109,30 @@ pub fn getifaddrs() -> io::Result<Vec<IfAddr>> {
     // SAFETY: ifap came from getifaddrs and is freed exactly once.
     unsafe { libc::freeifaddrs(ifap) };
     Ok(out)
+}
+
+/// OpenBSD's kernel (KAME) hands out a link-local address with its
+/// scope embedded in the second 16-bit word and sin6_scope_id 0; bind(2)
+/// wants the word cleared and the scope in sin6_scope_id, as C's
+/// interface() in parse.y rewrites it. Linux gives the scope already.
+fn kame_unembed(addr: SocketAddr) -> SocketAddr {
+    let SocketAddr::V6(sa) = addr else {
+        return addr;
+    };
+    let mut seg = sa.ip().segments();
+    let scoped =
+        seg[0] & 0xffc0 == 0xfe80 || seg[0] & 0xff0f == 0xff02 || seg[0] & 0xff0f == 0xff01;
+    if !cfg!(target_os = "openbsd") || !scoped || sa.scope_id() != 0 {
+        return addr;
+    }
+    let scope = u32::from(seg[1]);
+    seg[1] = 0;
+    SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::from(seg),
+        sa.port(),
+        sa.flowinfo(),
+        scope,
+    ))
 }
 
 /// A getaddrinfo(3) failure, with the C library's own description.

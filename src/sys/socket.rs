@@ -560,6 +560,62 @@ pub fn dns_connect(sa: &SocketAddr, stream: bool) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The socket of an SMTP listener, bound but not listening yet, as
+/// smtp_setup_listeners() makes it while the dispatcher is still root:
+/// SO_REUSEADDR so that a restart does not wait for old connections, and
+/// IPV6_V6ONLY so that `::` and `0.0.0.0` can both be bound.
+pub fn tcp_bind(sa: &SocketAddr) -> io::Result<OwnedFd> {
+    let family = match sa {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket takes plain integers and returns a new descriptor.
+    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd was just returned by socket and is owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let on: libc::c_int = 1;
+    let optlen = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `on` is a valid c_int of optlen bytes for both options.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&on as *const libc::c_int).cast(),
+            optlen,
+        )
+    })?;
+    if family == libc::AF_INET6 {
+        // SAFETY: as above.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                (&on as *const libc::c_int).cast(),
+                optlen,
+            )
+        })?;
+    }
+    let raw = sockaddr_bytes(sa);
+    // SAFETY: raw holds a complete sockaddr_in or sockaddr_in6 of
+    // raw.len() bytes, which bind only reads.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            raw.as_ptr().cast(),
+            raw.len() as libc::socklen_t,
+        )
+    })?;
+    Ok(fd)
+}
+
+/// listen(2).
+pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes a descriptor and an integer.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,6 +165,56 @@ pub fn arc4random_uniform(bound: u32) -> u32 {
     }
 }
 
+/// The broken-down local time localtime_r(3) gives, with the zone's
+/// offset from UTC and its abbreviation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tm {
+    pub sec: i32,
+    pub min: i32,
+    pub hour: i32,
+    pub mday: i32,
+    /// Months since January (0-11).
+    pub mon: i32,
+    /// Years since 1900.
+    pub year: i32,
+    /// Days since Sunday (0-6).
+    pub wday: i32,
+    /// Seconds east of UTC.
+    pub gmtoff: i64,
+    pub zone: String,
+}
+
+/// localtime_r(3), None when the time cannot be represented.
+pub fn localtime(t: i64) -> Option<Tm> {
+    let when = t as libc::time_t;
+    // SAFETY: an all-zero struct tm is valid for localtime_r to fill.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the duration of the call.
+    if unsafe { libc::localtime_r(&when, &mut tm) }.is_null() {
+        return None;
+    }
+    let zone = if tm.tm_zone.is_null() {
+        String::new()
+    } else {
+        // SAFETY: tm_zone points to a NUL-terminated string that lives
+        // as long as the time zone data, which is never freed.
+        unsafe { CStr::from_ptr(tm.tm_zone) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Some(Tm {
+        sec: tm.tm_sec,
+        min: tm.tm_min,
+        hour: tm.tm_hour,
+        mday: tm.tm_mday,
+        mon: tm.tm_mon,
+        year: tm.tm_year,
+        wday: tm.tm_wday,
+        gmtoff: tm.tm_gmtoff as i64,
+        zone,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

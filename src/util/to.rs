@@ -587,9 +587,51 @@ fn broken_inet_net_pton_ipv6(src: &str) -> Option<(Ipv6Addr, u32)> {
     Some((addr, bits))
 }
 
+/// time_to_text(): the local time as RFC 5322 dates write it, with the
+/// zone's name in a comment: `Thu, 26 Nov 2026 03:04:31 +0100 (CET)`.
+/// Built by hand, as C does, so that no locale changes a word.
+pub fn time_to_text(when: i64) -> String {
+    const DAY: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTH: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let Some(lt) = crate::sys::unistd::localtime(when).filter(|_| when != 0) else {
+        fatalx!("time_to_text: localtime");
+    };
+    let off = lt.gmtoff;
+    format!(
+        "{}, {} {} {} {:02}:{:02}:{:02} {}{:02}{:02} ({})",
+        DAY[lt.wday.rem_euclid(7) as usize],
+        lt.mday,
+        MONTH[lt.mon.rem_euclid(12) as usize],
+        lt.year + 1900,
+        lt.hour,
+        lt.min,
+        lt.sec,
+        if off >= 0 { '+' } else { '-' },
+        (off / 3600).abs(),
+        (off % 3600).abs() / 60,
+        lt.zone
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_read_as_rfc5322_dates() {
+        let t = time_to_text(1_700_000_000);
+        // The zone is the machine's; the shape is fixed.
+        let shape = t.split(' ').collect::<Vec<_>>();
+        assert_eq!(shape.len(), 7, "{t}");
+        assert!(shape[0].ends_with(',') && shape[0].len() == 4, "{t}");
+        assert!(
+            shape[5].len() == 5 && (shape[5].starts_with('+') || shape[5].starts_with('-')),
+            "{t}"
+        );
+        assert!(shape[6].starts_with('(') && shape[6].ends_with(')'), "{t}");
+    }
 
     #[test]
     fn relayhost_forms() {

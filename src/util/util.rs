@@ -11,9 +11,19 @@ use crate::util::mailaddr::Mailaddr;
 
 /// res_hnok(3): whether `dn` is a syntactically valid host name: labels of
 /// letters, digits, `-` and `_`, each beginning and ending with a letter or
-/// digit.
+/// digit. Like glibc's (which Linux OpenSMTPD uses) and unlike OpenBSD's,
+/// it also holds the name to what DNS can carry: no empty label, labels
+/// of at most 63 octets, at most 253 octets without a final dot.
 pub fn res_hnok(dn: &str) -> bool {
     let b = dn.as_bytes();
+    let name = b.strip_suffix(b".").unwrap_or(b);
+    if name.len() > 253
+        || name
+            .split(|&c| c == b'.')
+            .any(|l| l.is_empty() || l.len() > 63)
+    {
+        return false;
+    }
     let border = |c: u8| c.is_ascii_alphanumeric();
     let middle = |c: u8| border(c) || c == b'-' || c == b'_';
     let mut pch = b'.';
@@ -112,19 +122,24 @@ pub fn mailaddr_match(maddr1: &Mailaddr, maddr2: &Mailaddr, delim: char) -> bool
 /// valid_localpart(): dot-separated atoms of letters, digits and
 /// MAILADDR_ALLOWED.
 pub fn valid_localpart(s: &str) -> bool {
-    let is_atext = |c: char| c.is_ascii_alphanumeric() || MAILADDR_ALLOWED.contains(c);
-    s.split('.')
-        .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    s.split('.').all(valid_atom)
+}
+
+/// An RFC 5322 atom: one or more letters, digits and MAILADDR_ALLOWED.
+pub fn valid_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || MAILADDR_ALLOWED.contains(c))
 }
 
 /// valid_domainpart(): a host name, or an address literal in brackets
 /// (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
 pub fn valid_domainpart(s: &str) -> bool {
     if let Some(rest) = s.strip_prefix('[') {
-        let rest = if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("IPv6:") {
-            &rest[5..]
-        } else {
-            rest
+        // get(): the client's bytes need not end a character at 5.
+        let rest = match rest.get(..5) {
+            Some(p) if p.eq_ignore_ascii_case("IPv6:") => &rest[5..],
+            _ => rest,
         };
         let Some(inner) = rest.strip_suffix(']') else {
             return false;
@@ -508,9 +523,153 @@ pub fn getmailname() -> Result<String, String> {
     }
 }
 
+/// valid_smtp_response(): a reply line a filter may send: a 2xx to 5xx
+/// code, a space, and text.
+pub fn valid_smtp_response(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 5
+        && (b'2'..=b'5').contains(&b[0])
+        && b[1].is_ascii_digit()
+        && b[2].is_ascii_digit()
+        && b[3] == b' '
+}
+
+/// valid_xtext(): an RFC 3461 xtext (ORCPT): printable ASCII but '=',
+/// with '+' followed by two uppercase hex digits.
+pub fn valid_xtext(s: &str) -> bool {
+    let b = s.as_bytes();
+    let hex = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c));
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !(b'!'..=b'~').contains(&c) || c == b'=' {
+            return false;
+        }
+        if c == b'+' {
+            if !hex(b.get(i + 1)) || !hex(b.get(i + 2)) {
+                return false;
+            }
+            i += 2;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// generate_uid(): a session or request id, unique in this process: a
+/// counter that starts at random in the high half, randomness in the low
+/// half, never 0.
+pub fn generate_uid() -> u64 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static ID: AtomicU32 = AtomicU32::new(0);
+    static INITED: std::sync::Once = std::sync::Once::new();
+    INITED.call_once(|| ID.store(unistd::arc4random(), Ordering::Relaxed));
+    loop {
+        let hi = u64::from(ID.fetch_add(1, Ordering::Relaxed));
+        let uid = (hi << 32) | u64::from(unistd::arc4random());
+        if uid != 0 {
+            return uid;
+        }
+    }
+}
+
+/// strnvis(3) with VIS_SAFE | VIS_CSTYLE, and VIS_WHITE when `white`
+/// (OpenBSD libc): bytes as they may safely reach a log line. Graphic
+/// characters stay, `\` doubles; with VIS_SAFE, backspace, bell and
+/// carriage return stay too, and space, tab and newline unless `white`;
+/// the rest become C escapes (`\n`, `\t`, `\0`...), `\^X` for control
+/// characters and `\M-` for bytes above 127.
+pub fn strnvis(b: &[u8], white: bool) -> String {
+    let mut out = String::with_capacity(b.len());
+    for (i, &c) in b.iter().enumerate() {
+        let next = b.get(i + 1).copied();
+        vis_byte(&mut out, c, next, white);
+    }
+    out
+}
+
+fn vis_byte(out: &mut String, c: u8, next: Option<u8>, white: bool) {
+    let visible = c.is_ascii_graphic()
+        || matches!(c, 0x08 | 0x07 | b'\r')
+        || (!white && matches!(c, b' ' | b'\t' | b'\n'));
+    if visible {
+        if c == b'\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(char::from(c));
+        }
+        return;
+    }
+    let cstyle = match c {
+        b'\n' => Some("\\n"),
+        b'\r' => Some("\\r"),
+        0x08 => Some("\\b"),
+        0x07 => Some("\\a"),
+        0x0b => Some("\\v"),
+        b'\t' => Some("\\t"),
+        0x0c => Some("\\f"),
+        b' ' => Some("\\s"),
+        // \0 would read as octal before a digit.
+        0 if next.is_some_and(|n| (b'0'..=b'7').contains(&n)) => Some("\\000"),
+        0 => Some("\\0"),
+        _ => None,
+    };
+    if let Some(e) = cstyle {
+        out.push_str(e);
+        return;
+    }
+    out.push('\\');
+    if c & 0x80 != 0 {
+        out.push('M');
+    }
+    match c & 0x7f {
+        0x7f => out.push_str("^?"),
+        c if c < 0x20 => {
+            out.push('^');
+            out.push(char::from(c + b'@'));
+        }
+        // A printable byte with the high bit set.
+        c => {
+            out.push('-');
+            out.push(char::from(c));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xtext_and_smtp_responses() {
+        assert!(valid_xtext("rfc822;user+2Bx@example.org"));
+        assert!(!valid_xtext("rfc822;a=b"));
+        assert!(!valid_xtext("rfc822;a+2"));
+        assert!(!valid_xtext("rfc822;a+2b"));
+        assert!(!valid_xtext("a b"));
+        assert!(valid_smtp_response("550 no"));
+        assert!(!valid_smtp_response("650 no"));
+        assert!(!valid_smtp_response("550-no"));
+        assert!(!valid_smtp_response("550 "));
+    }
+
+    #[test]
+    fn uids_are_unique_and_never_zero() {
+        let a: std::collections::HashSet<u64> = (0..1000).map(|_| generate_uid()).collect();
+        assert_eq!(a.len(), 1000);
+        assert!(!a.contains(&0));
+    }
+
+    #[test]
+    fn vis_escapes_what_a_log_line_should_not_hold() {
+        assert_eq!(strnvis(b"MAIL FROM:<a@b>", false), "MAIL FROM:<a@b>");
+        assert_eq!(strnvis(b"a\\b", false), "a\\\\b");
+        assert_eq!(strnvis(b"x\x01y\x7f", false), "x\\^Ay\\^?");
+        assert_eq!(strnvis(b"\xe9\x80", false), "\\M-i\\M^@");
+        assert_eq!(strnvis(b"a b\tc", true), "a\\sb\\tc");
+        assert_eq!(strnvis(b"\x001", false), "\\0001");
+        assert_eq!(strnvis(b"\x0b", false), "\\v");
+    }
 
     #[test]
     fn res_hnok_accepts_host_names_only() {
@@ -520,6 +679,14 @@ mod tests {
         assert!(!res_hnok("a-.example"));
         assert!(!res_hnok("a b"));
         assert!(!res_hnok("*"));
+        assert!(!res_hnok("a..b"));
+        assert!(!res_hnok(""));
+        assert!(res_hnok("example.org."));
+        let label = "d".repeat(63);
+        let longest = format!("{label}.{label}.{label}.{}", "d".repeat(61));
+        assert!(res_hnok(&longest));
+        assert!(!res_hnok(&format!("{longest}d")));
+        assert!(!res_hnok(&format!("{}.example", "d".repeat(64))));
     }
 
     #[test]
@@ -568,6 +735,9 @@ mod tests {
         assert!(valid_domainpart("[IPv6:2001:db8::1]"));
         assert!(!valid_domainpart("example.org."));
         assert!(!valid_domainpart("[nope]"));
+        // Found by the smtp_command fuzz target: a multi-byte character
+        // across the fifth byte after the bracket.
+        assert!(!valid_domainpart("[abc\u{fffd}]"));
         assert!(!valid_domainpart(""));
     }
 

@@ -1,0 +1,391 @@
+//! The SMTP server end to end: a real daemon (as root, with a private
+//! spool) and a client on a loopback socket. The dialogue corpus is in
+//! regress/smtp; here what needs the spool or the daemon's insides: a
+//! message is on disk, in OpenSMTPD's layout, when 250 comes, and only
+//! then; the log lines; pipelining and smuggling as the daemon sees them;
+//! and messages surviving SIGKILL of the whole tree.
+#![allow(clippy::disallowed_methods)]
+
+#[allow(unused_imports)]
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{poll_until, skip_unless_root, Daemon, TestDir};
+
+/// A daemon on the TestDir's port, resolving names from /etc/hosts only
+/// (no name server is asked: tests run without one).
+fn start(dir: &TestDir, conf: Option<&str>) -> Daemon {
+    if let Some(c) = conf {
+        fs::write(dir.conf(), c.replace("@PORT@", &dir.port.to_string())).unwrap();
+    }
+    let resolv = dir.path.join("resolv.conf");
+    fs::write(&resolv, "lookup file\n").unwrap();
+    let mut d = Daemon::start_with(dir, &common::smtpd_bin(), &dir.foreground_args(), |cmd| {
+        cmd.env("ASR_CONFIG", &resolv);
+    });
+    d.wait_ready(Duration::from_secs(10));
+    assert!(
+        poll_until(Duration::from_secs(10), || TcpStream::connect((
+            "127.0.0.1",
+            dir.port
+        ))
+        .is_ok()),
+        "the listener does not accept:\n{}",
+        d.stderr()
+    );
+    d
+}
+
+/// A client that reads whole replies (multi-line ones too).
+struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    /// The next reply's lines.
+    fn reply(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            let n = self.r.read_line(&mut l).unwrap_or(0);
+            assert!(n > 0, "connection closed after {lines:?}");
+            let l = l.trim_end().to_string();
+            let last = l.as_bytes().get(3) != Some(&b'-');
+            lines.push(l);
+            if last {
+                return lines;
+            }
+        }
+    }
+
+    fn send(&mut self, raw: &[u8]) {
+        self.w.write_all(raw).unwrap();
+    }
+
+    /// Sends a command, returns the first line of its reply.
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply().remove(0)
+    }
+}
+
+fn code(reply: &str) -> &str {
+    &reply[..3]
+}
+
+/// Every message directory of the spool's queue/, with its files.
+fn queued(spool: &Path) -> Vec<(PathBuf, Vec<String>)> {
+    let mut out = Vec::new();
+    let Ok(buckets) = fs::read_dir(spool.join("queue")) else {
+        return out;
+    };
+    for b in buckets.flatten() {
+        for m in fs::read_dir(b.path()).into_iter().flatten().flatten() {
+            let mut files: Vec<String> = fs::read_dir(m.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|f| f.file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            out.push((m.path(), files));
+        }
+    }
+    out
+}
+
+/// One transaction; `body` ends with CRLF, the dot line is added.
+fn send_message(c: &mut Client, from: &str, to: &str, body: &str) -> String {
+    assert_eq!(code(&c.cmd(&format!("MAIL FROM:<{from}>"))), "250");
+    assert_eq!(code(&c.cmd(&format!("RCPT TO:<{to}>"))), "250");
+    assert_eq!(code(&c.cmd("DATA")), "354");
+    c.send(body.as_bytes());
+    c.send(b".\r\n");
+    c.reply().remove(0)
+}
+
+#[test]
+fn a_message_is_in_the_queue_when_250_comes() {
+    if skip_unless_root("a_message_is_in_the_queue_when_250_comes") {
+        return;
+    }
+    let dir = TestDir::new("smtp-one");
+    let d = start(&dir, None);
+    let mut c = Client::connect(dir.port);
+    let banner = c.reply().remove(0);
+    assert!(
+        banner.starts_with("220 ") && banner.ends_with("ESMTP OpenSMTPD"),
+        "{banner}"
+    );
+    let ehlo = c.cmd("EHLO client.example");
+    assert!(ehlo.starts_with("250-"), "{ehlo}");
+    let r = send_message(
+        &mut c,
+        "sender@example.org",
+        "root@localhost",
+        "Subject: hello\r\nBcc: hidden@example.org\r\n\r\nbody line\r\n..dot\r\n",
+    );
+    assert!(
+        r.starts_with("250 2.0.0 ") && r.ends_with("Message accepted for delivery"),
+        "{r}"
+    );
+    let msgid = r.split(' ').nth(2).unwrap().to_string();
+    // The 250 came: the message is committed, with its envelope.
+    let q = queued(&dir.spool());
+    assert_eq!(q.len(), 1, "{q:?}");
+    let (path, files) = &q[0];
+    assert!(path.ends_with(&msgid), "{path:?}");
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.contains(&"message".to_string()));
+    let message = fs::read_to_string(path.join("message")).unwrap();
+    assert!(
+        message.starts_with("Received: from client.example (localhost [127.0.0.1])\n\tby "),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("with ESMTP id {msgid}\n\tfor <root@localhost>;\n")),
+        "{message}"
+    );
+    assert!(message.contains("Subject: hello\n"));
+    assert!(!message.contains("Bcc"), "{message}");
+    assert!(message.ends_with("\nbody line\n.dot\n"), "{message}");
+    let evp = files.iter().find(|f| *f != "message").unwrap();
+    let envelope = fs::read_to_string(path.join(evp)).unwrap();
+    assert!(envelope.starts_with("version: 3\n"), "{envelope}");
+    assert!(
+        envelope.contains("sender: sender@example.org\n"),
+        "{envelope}"
+    );
+    assert!(envelope.contains("rcpt: root@localhost\n"), "{envelope}");
+    assert!(envelope.contains("helo: client.example\n"), "{envelope}");
+    assert_eq!(code(&c.cmd("QUIT")), "221");
+    // The log lines, in OpenSMTPD's words.
+    assert!(poll_until(Duration::from_secs(5), || d
+        .stderr()
+        .contains("smtp disconnected reason=quit")));
+    let log = d.stderr();
+    for want in [
+        "smtp connected address=127.0.0.1 host=localhost",
+        &format!("smtp message msgid={msgid} size="),
+        "nrcpt=1 proto=ESMTP",
+        " from=<sender@example.org> to=<root@localhost>",
+    ] {
+        assert!(log.contains(want), "no {want:?} in:\n{log}");
+    }
+}
+
+#[test]
+fn pipelined_commands_are_answered_in_order_after_ehlo() {
+    if skip_unless_root("pipelined_commands_are_answered_in_order_after_ehlo") {
+        return;
+    }
+    let dir = TestDir::new("smtp-pipe");
+    let _d = start(&dir, None);
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    let ehlo = {
+        c.send(b"EHLO client.example\r\n");
+        c.reply()
+    };
+    assert!(ehlo.iter().any(|l| l == "250-PIPELINING"), "{ehlo:?}");
+    c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<root@localhost>\r\nRCPT TO:<nobody-here@localhost>\r\nDATA\r\n");
+    let replies: Vec<String> = (0..4).map(|_| c.reply().remove(0)).collect();
+    assert_eq!(code(&replies[0]), "250", "{replies:?}");
+    assert_eq!(code(&replies[1]), "250", "{replies:?}");
+    assert!(replies[2].starts_with("5"), "{replies:?}");
+    assert_eq!(code(&replies[3]), "354", "{replies:?}");
+    c.send(b"Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n");
+    assert_eq!(code(&c.reply()[0]), "250");
+    assert_eq!(code(&c.reply()[0]), "221");
+}
+
+#[test]
+fn pipelining_before_ehlo_is_refused_as_opensmtpd_does() {
+    if skip_unless_root("pipelining_before_ehlo_is_refused_as_opensmtpd_does") {
+        return;
+    }
+    let dir = TestDir::new("smtp-early");
+    let _d = start(&dir, None);
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    c.send(b"HELO client.example\r\nMAIL FROM:<a@example.org>\r\n");
+    let r = c.reply().remove(0);
+    assert_eq!(r, "500 5.5.1 Invalid command: Pipelining not supported");
+    let mut rest = String::new();
+    let _ = c.r.read_to_string(&mut rest);
+    assert_eq!(rest, "", "the session should be closed");
+}
+
+#[test]
+fn a_bare_lf_terminator_does_not_end_the_data() {
+    if skip_unless_root("a_bare_lf_terminator_does_not_end_the_data") {
+        return;
+    }
+    let dir = TestDir::new("smtp-smuggle");
+    let _d = start(&dir, None);
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    c.cmd("EHLO client.example");
+    assert_eq!(code(&c.cmd("MAIL FROM:<a@example.org>")), "250");
+    assert_eq!(code(&c.cmd("RCPT TO:<root@localhost>")), "250");
+    assert_eq!(code(&c.cmd("DATA")), "354");
+    // The smuggled transaction is data, and the message is refused.
+    c.send(b"Subject: x\r\n\r\nhi\n.\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<root@localhost>\r\nDATA\r\nevil\r\n.\r\n");
+    let r = c.reply().remove(0);
+    assert_eq!(r, "550 5.5.2 Message contains a bare CR or LF");
+    assert_eq!(code(&c.cmd("NOOP")), "250");
+    assert!(
+        queued(&dir.spool()).is_empty(),
+        "{:?}",
+        queued(&dir.spool())
+    );
+}
+
+/// What became of the messages a client sent while the daemon was
+/// killed under it, by message number.
+#[derive(Default)]
+struct Outcome {
+    /// Acknowledged with 250: (number, queue id).
+    accepted: Vec<(usize, String)>,
+    /// The whole message was sent, but no reply came: it may or may not
+    /// have been committed (at-least-once: the client will send again).
+    in_doubt: Vec<usize>,
+    /// The session died before the end of the data: never committed.
+    failed: Vec<usize>,
+}
+
+/// One message, numbered `n`: what became of it.
+fn try_message(port: u16, n: usize, out: &mut Outcome) {
+    let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
+        std::thread::sleep(Duration::from_millis(20));
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(r) = s.try_clone() else {
+        return;
+    };
+    let mut c = Client {
+        r: BufReader::new(r),
+        w: s,
+    };
+    let mut data_sent = false;
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.reply();
+        c.cmd("EHLO client.example");
+        assert_eq!(code(&c.cmd("MAIL FROM:<a@example.org>")), "250");
+        assert_eq!(code(&c.cmd("RCPT TO:<root@localhost>")), "250");
+        assert_eq!(code(&c.cmd("DATA")), "354");
+        c.send(format!("Subject: n{n}\r\n\r\nmessage {n}\r\n.\r\n").as_bytes());
+        data_sent = true;
+        c.reply().remove(0)
+    }));
+    match reply {
+        Ok(r) if r.starts_with("250 ") => out
+            .accepted
+            .push((n, r.split(' ').nth(2).unwrap().to_string())),
+        _ if data_sent => out.in_doubt.push(n),
+        _ => out.failed.push(n),
+    }
+}
+
+fn stream_messages(port: u16, stop: Instant, first: usize) -> Outcome {
+    let mut out = Outcome::default();
+    let mut n = first;
+    while Instant::now() < stop {
+        try_message(port, n, &mut out);
+        n += 1;
+    }
+    out
+}
+
+#[test]
+fn accepted_messages_survive_sigkill_of_the_whole_tree() {
+    if skip_unless_root("accepted_messages_survive_sigkill_of_the_whole_tree") {
+        return;
+    }
+    let dir = TestDir::new("smtp-crash");
+    let mut all = Outcome::default();
+    for round in 0..4 {
+        let d = start(&dir, None);
+        let port = dir.port;
+        let first = round * 100_000;
+        let client = std::thread::spawn(move || {
+            stream_messages(port, Instant::now() + Duration::from_secs(3), first)
+        });
+        // Kill the tree at a moment of its own: 200 ms to 1.5 s in.
+        let wait = 200 + u64::from(smtpd::sys::unistd::arc4random_uniform(1300));
+        std::thread::sleep(Duration::from_millis(wait));
+        let tree = common::descendants_of(d.pid);
+        let _ = smtpd::sys::process::kill(d.pid, libc::SIGKILL);
+        for p in tree {
+            let _ = smtpd::sys::process::kill(p.pid, libc::SIGKILL);
+        }
+        drop(d);
+        let o = client.join().unwrap();
+        eprintln!(
+            "round {round}: {} accepted, {} in doubt, {} failed",
+            o.accepted.len(),
+            o.in_doubt.len(),
+            o.failed.len()
+        );
+        all.accepted.extend(o.accepted);
+        all.in_doubt.extend(o.in_doubt);
+        all.failed.extend(o.failed);
+    }
+    // A daemon started on that spool keeps every message it acknowledged,
+    // intact; a message whose data never ended is not there.
+    let _d = start(&dir, None);
+    let q = queued(&dir.spool());
+    let mut found = std::collections::HashMap::new();
+    for (path, files) in &q {
+        let id = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(files.len() >= 2, "{id}: {files:?}");
+        let m = fs::read_to_string(path.join("message")).unwrap();
+        let n: usize = m
+            .split("Subject: n")
+            .nth(1)
+            .and_then(|r| r.split('\n').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{id}: not one of ours:\n{m}"));
+        assert!(
+            m.ends_with(&format!("\nmessage {n}\n")),
+            "{id}: truncated:\n{m}"
+        );
+        found.insert(n, id);
+    }
+    for (n, id) in &all.accepted {
+        assert_eq!(
+            found.get(n),
+            Some(id),
+            "acknowledged message {n} ({id}) is not in the queue"
+        );
+    }
+    for n in &all.failed {
+        assert!(
+            !found.contains_key(n),
+            "message {n} was never completed, yet it is queued"
+        );
+    }
+    for n in found.keys() {
+        assert!(
+            all.accepted.iter().any(|(a, _)| a == n) || all.in_doubt.contains(n),
+            "message {n} is queued but was never sent whole"
+        );
+    }
+    assert!(!all.accepted.is_empty(), "no message went through");
+}
