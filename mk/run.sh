@@ -1,7 +1,9 @@
 #!/bin/sh
 # make run: smtpd in the foreground (-d) on 127.0.0.1 port 2525, from a
 # configuration written here, that delivers mail for local users to
-# their ~/Maildir. The configuration is checked first (smtpd -n).
+# their ~/Maildir. The configuration is checked first (smtpd -n). The
+# spool and the control socket live under run/, so that the system's
+# /var/spool/smtpd is never touched. Root is needed, as for any smtpd.
 set -eu
 smtpd=$1
 rundir=$(pwd)/run
@@ -14,13 +16,18 @@ action "local" maildir
 match from any for local action "local"
 CONF
 "$smtpd" -n -f "$rundir/smtpd.conf"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "make run: smtpd starts as root (it drops privileges itself); run it as root" >&2
+	exit 1
+fi
+[ -d "$rundir/spool" ] || install -d -m 711 "$rundir/spool"
 
-# Until smtpd receives mail, running it here would only pretend to be a
-# mail server: say what is missing instead.
+# Mail is received and queued durably, but not delivered yet: the
+# scheduler holds every envelope until local delivery exists.
 cat >&2 <<MSG
-make run: smtpd cannot serve mail yet: its process tree starts and stops
-(try: $smtpd -d -f $rundir/smtpd.conf, as root), but the SMTP server,
-the queue and local delivery are not implemented, so nothing listens on
-127.0.0.1:2525. See README.md and PORTING.md for what exists.
+make run: smtpd on 127.0.0.1:2525; its spool is $rundir/spool.
+Mail is received and queued, but local delivery is not implemented yet:
+accepted messages stay in $rundir/spool/queue, nothing reaches ~/Maildir.
 MSG
-exit 1
+export SMTPD_SPOOL="$rundir/spool" SMTPD_SOCKET="$rundir/smtpd.sock"
+exec "$smtpd" -d -f "$rundir/smtpd.conf"

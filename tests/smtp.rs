@@ -20,12 +20,19 @@ use common::{poll_until, skip_unless_root, Daemon, TestDir};
 /// A daemon on the TestDir's port, resolving names from /etc/hosts only
 /// (no name server is asked: tests run without one).
 fn start(dir: &TestDir, conf: Option<&str>) -> Daemon {
+    start_with_args(dir, conf, &[])
+}
+
+/// start(), with more options for smtpd.
+fn start_with_args(dir: &TestDir, conf: Option<&str>, extra: &[&str]) -> Daemon {
     if let Some(c) = conf {
         fs::write(dir.conf(), c.replace("@PORT@", &dir.port.to_string())).unwrap();
     }
     let resolv = dir.path.join("resolv.conf");
     fs::write(&resolv, "lookup file\n").unwrap();
-    let mut d = Daemon::start_with(dir, &common::smtpd_bin(), &dir.foreground_args(), |cmd| {
+    let mut args = dir.foreground_args();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut d = Daemon::start_with(dir, &common::smtpd_bin(), &args, |cmd| {
         cmd.env("ASR_CONFIG", &resolv);
     });
     d.wait_ready(Duration::from_secs(10));
@@ -388,4 +395,118 @@ fn accepted_messages_survive_sigkill_of_the_whole_tree() {
         );
     }
     assert!(!all.accepted.is_empty(), "no message went through");
+}
+
+#[test]
+fn smtp_paused_at_start_greets_nobody() {
+    if skip_unless_root("smtp_paused_at_start_greets_nobody") {
+        return;
+    }
+    let dir = TestDir::new("smtp-paused");
+    // The listener is bound (the kernel completes the connection) but
+    // not served: no banner comes, as with OpenSMTPD's -P smtp.
+    let d = start_with_args(&dir, None, &["-P", "smtp"]);
+    let mut s = TcpStream::connect(("127.0.0.1", dir.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("a paused listener answered: {other:?}\n{}", d.stderr()),
+    }
+    assert!(!d.stderr().contains("smtp connected"), "{}", d.stderr());
+}
+
+/// A PROXY protocol v2 header for a TCP/IPv4 client (PROXY command).
+fn proxy_v2_header(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut h = vec![
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+    ];
+    h.push(0x21); // version 2, PROXY
+    h.push(0x11); // AF_INET, STREAM
+    h.extend_from_slice(&12u16.to_be_bytes());
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h
+}
+
+#[test]
+fn a_proxy_v2_listener_takes_the_client_address_from_the_header() {
+    if skip_unless_root("a_proxy_v2_listener_takes_the_client_address_from_the_header") {
+        return;
+    }
+    let dir = TestDir::new("smtp-proxy");
+    let d = start(
+        &dir,
+        Some(
+            "listen on 127.0.0.1 port @PORT@ proxy-v2\n\
+             action \"local\" mbox\n\
+             match from any for local action \"local\"\n",
+        ),
+    );
+    // The balancer's header first; the client's words may follow in the
+    // same write, and must not be lost.
+    let mut c = Client::connect(dir.port);
+    let mut first = proxy_v2_header([192, 0, 2, 7], [127, 0, 0, 1], 4242, 25);
+    first.extend_from_slice(b"EHLO client.example\r\n");
+    c.send(&first);
+    assert_eq!(code(&c.reply()[0]), "220");
+    let ehlo = c.reply();
+    assert!(
+        ehlo[0].contains("Hello client.example [192.0.2.7]"),
+        "{ehlo:?}"
+    );
+    assert_eq!(code(&c.cmd("QUIT")), "221");
+    assert!(poll_until(Duration::from_secs(5), || d
+        .stderr()
+        .contains("smtp connected address=192.0.2.7 host=")));
+
+    // A header that is not one: the connection ends, and says why.
+    let mut bad = Client::connect(dir.port);
+    let mut h = proxy_v2_header([192, 0, 2, 8], [127, 0, 0, 1], 1, 25);
+    h[12] = 0x31; // version 3
+    bad.send(&h);
+    let mut buf = [0u8; 16];
+    let n = bad.r.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "got {:?}", &buf[..n]);
+    assert!(
+        poll_until(Duration::from_secs(5), || d
+            .stderr()
+            .contains("event=closed")),
+        "{}",
+        d.stderr()
+    );
+    assert!(!d.stderr().contains("192.0.2.8"), "{}", d.stderr());
+}
+
+#[test]
+fn the_ram_queue_accepts_and_writes_nothing_to_the_spool() {
+    if skip_unless_root("the_ram_queue_accepts_and_writes_nothing_to_the_spool") {
+        return;
+    }
+    let dir = TestDir::new("smtp-ram");
+    let d = start_with_args(&dir, None, &["-B", "queue=ram"]);
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    assert_eq!(code(&c.cmd("EHLO client.example")), "250");
+    let r = send_message(
+        &mut c,
+        "sender@example.org",
+        "root@localhost",
+        "Subject: ram\r\n\r\nkept in memory\r\n",
+    );
+    assert!(r.starts_with("250 2.0.0 "), "{r}\n{}", d.stderr());
+    assert!(
+        queued(&dir.spool()).is_empty(),
+        "{:?}",
+        queued(&dir.spool())
+    );
+    assert!(poll_until(Duration::from_secs(5), || d
+        .stderr()
+        .contains("smtp envelope evpid=")));
 }
