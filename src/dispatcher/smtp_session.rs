@@ -1868,10 +1868,11 @@ fn smtp_rcpt_option(evp: &mut Envelope, opt: &str, dsn: bool) -> Result<(), Stri
     } else if dsn && upper.starts_with("ORCPT=") {
         let orcpt = &opt[6..];
         // addr-type;xtext. C checks only the xtext: a CR in the type
-        // would reach the envelope (the CVE-2020-8794 class).
+        // would reach the envelope (the CVE-2020-8794 class). An empty
+        // type is harmless and C takes it, so it passes.
         let ok = orcpt
             .split_once(';')
-            .is_some_and(|(t, x)| valid_atom(t) && valid_xtext(x))
+            .is_some_and(|(t, x)| (t.is_empty() || valid_atom(t)) && valid_xtext(x))
             && orcpt.len() <= DSN_ORCPT_LEN;
         if !ok {
             return Err("553 ORCPT address syntax error".into());
