@@ -83,7 +83,7 @@ cargo test --release --locked --test dns -- --ignored bench_concurrent_lookups -
     2>/dev/null | grep 'concurrent lookups' || echo "  (nsd missing: run make deps as root)"
 
 idle=${IDLE_SECONDS:-60}
-[ "$(id -u)" -eq 0 ] || { echo "idle: needs root, skipped"; exit 0; }
+[ "$(id -u)" -eq 0 ] || { echo "idle, throughput, idle sessions: need root, skipped"; exit 0; }
 sh "$(dirname "$0")/users.sh"
 
 # The tree's pids: the parent and its children.
@@ -124,3 +124,455 @@ if [ -x "$ref" ]; then
 	measure_idle "OpenSMTPD $refversion" "$theirs"
 	kill -TERM "$theirs"; wait "$theirs" 2>/dev/null || true
 fi
+
+# Throughput and idle sessions, for three servers in the same run: this
+# smtpd, Debian's OpenSMTPD (above) and Debian's postfix, each receiving
+# relayed mail on 127.0.0.1 into its durable queue and delivering none.
+# - Throughput: Postfix's smtp-source sends BENCH_MESSAGES (5000)
+#   messages of 4 KiB, one session each, to one recipient at a domain
+#   that is not local, with 10 and then 50 sessions in parallel. Each
+#   configuration runs BENCH_RUNS (3) times, the servers taking turns,
+#   each run on a fresh spool; the median rate is shown. After each run
+#   the queue must hold every message, or the bench fails.
+#   OpenSMTPD is measured twice: as it is, and with its listen(2)
+#   backlog raised from 5 to smtpd's 128 (mk/bench-backlog.c, preloaded),
+#   which tells its queue's speed from its accept queue's overflows.
+# - Idle sessions: mk/bench-sessions.py opens BENCH_SESSIONS (1000)
+#   sessions, reads the banner and sends EHLO on each, holds them all
+#   for 2 s, then sums the memory of the server's process tree.
+# Every wait is bounded: BENCH_TIMEOUT (300) seconds for one smtp-source
+# run (a server still busy then is rated on what it had queued, and the
+# run marked "t"), 30 s for a server to answer or to stop, 120 s to open
+# the sessions.
+#
+# The same configuration for each:
+#   smtpd and OpenSMTPD, smtpd.conf (start_smtpd below):
+#     listen on 127.0.0.1 port PORT
+#     action "relay" relay
+#     match from local for any action "relay"
+#   smtpd keeps what it queues (it has no delivery yet); OpenSMTPD runs
+#   with -P mda -P mta, its delivery agents paused, so both hold the mail.
+#   postfix: a private instance, main.cf and master.cf in start_postfix
+#   below: relay for 127.0.0.0/8 only, nothing local, smtpd on
+#   127.0.0.1:PORT and no qmgr in master.cf, so that mail stays in
+#   incoming/.
+# Session limits: smtpd and OpenSMTPD have no setting for them; both
+# take at most (RLIMIT_NOFILE - descriptors open) / 2 - 5 sessions
+# (smtp.c, smtp_setup_events; the soft limit raised to the hard one), so
+# the limit is raised here to 4096 (or 2 x BENCH_SESSIONS + 1024) for
+# the servers and the client. Postfix runs one smtpd process a session,
+# at most default_process_limit (100): raised to BENCH_SESSIONS + 100;
+# its anvil limit of 50 connections a client (from which mynetworks is
+# exempt anyway) is lifted.
+messages=${BENCH_MESSAGES:-5000}
+runs=${BENCH_RUNS:-3}
+nsess=${BENCH_SESSIONS:-1000}
+tmo=${BENCH_TIMEOUT:-300}
+helper=$(cd "$(dirname "$0")" && pwd)/bench-sessions.py
+failed=0
+
+want=$((2 * nsess + 1024))
+[ "$want" -ge 4096 ] || want=4096
+nofile=$(ulimit -n)
+if [ "$nofile" != unlimited ] && [ "$nofile" -lt "$want" ]; then
+	ulimit -n "$want" || echo "bench: cannot raise RLIMIT_NOFILE to $want; sessions may be refused" >&2
+fi
+
+# Debian's postfix, installed but neither configured nor started: no
+# system MTA appears on port 25. As for nsd in mk/deps.sh, a policy-rc.d
+# keeps apt from starting it and the service is disabled afterwards;
+# debconf's "No configuration" leaves /etc/postfix/main.cf unwritten.
+postfix_install() {
+	[ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-source ] && return 0
+	command -v apt-get >/dev/null 2>&1 || return 1
+	echo "bench: installing postfix (unconfigured, its service disabled)"
+	policy=/usr/sbin/policy-rc.d
+	made=""
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# mk/bench.sh: no service starts while it installs postfix.\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		made=$policy
+	fi
+	echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
+	ok=yes
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >/dev/null 2>&1 || {
+		apt-get update -q >/dev/null 2>&1 || true
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >/dev/null 2>&1
+	} || ok=no
+	[ -z "$made" ] || rm -f "$made"
+	[ "$ok" = yes ] || return 1
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now postfix.service >/dev/null 2>&1 || true
+	else
+		update-rc.d postfix disable >/dev/null 2>&1 || true
+		# Not through invoke-rc.d, which asks policy-rc.d first.
+		[ ! -x /etc/init.d/postfix ] || /etc/init.d/postfix stop >/dev/null 2>&1 || true
+	fi
+	[ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-source ]
+}
+servers=smtpd
+if [ -x "$ref" ] && command -v unshare >/dev/null 2>&1; then
+	sh "$(dirname "$0")/users.sh" opensmtpd opensmtpq /var/lib/opensmtpd/empty
+	mkdir -p /var/spool/smtpd
+	servers="$servers opensmtpd"
+fi
+# Throughput only: OpenSMTPD again, its listen(2) backlog raised from 5
+# to 128 (smtpd's) by mk/bench-backlog.c, preloaded, so that a second
+# figure compares the rest of the two servers.
+tservers=$servers
+shim=$dir/bench-backlog.so
+case $servers in
+*opensmtpd*)
+	if cc -shared -fPIC -O2 -o "$shim" "$(dirname "$0")/bench-backlog.c" -ldl 2>"$dir/shim.log"; then
+		tservers=$(echo "$servers" | sed "s/opensmtpd/opensmtpd opensmtpd128/")
+	else
+		echo "bench: mk/bench-backlog.c did not build (see $dir/shim.log)" >&2
+	fi
+	;;
+esac
+if postfix_install; then
+	servers="$servers postfix"
+	pfversion=$(postconf -h -d mail_version 2>/dev/null || echo "?")
+else
+	echo "bench: postfix could not be installed; measuring without it (and without smtp-source)"
+fi
+
+label() {
+	case $1 in
+	smtpd) echo "smtpd (this port)" ;;
+	opensmtpd) echo "OpenSMTPD $refversion" ;;
+	opensmtpd128) echo "  same, backlog 128" ;;
+	postfix) echo "postfix $pfversion" ;;
+	esac
+}
+
+freeport() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Whether process $1 is gone (a zombie is) within $2 seconds.
+gone() {
+	i=0
+	while [ -d "/proc/$1" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; do
+		[ "$i" -lt $(($2 * 10)) ] || return 1
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
+
+# smtpd and OpenSMTPD look the client's name up with asr, which asks DNS
+# before /etc/hosts unless resolv.conf says otherwise ("lookup bind
+# file"); postfix asks glibc, which reads /etc/hosts first
+# (nsswitch.conf). So that all three find 127.0.0.1 in /etc/hosts and
+# the bench does not measure the DNS server (a lost query costs asr 5 s),
+# both run in a private mount namespace where /etc/resolv.conf is the
+# system's with "lookup file bind". unshare and sh exec: $! is the pid
+# of the daemon's parent process.
+resconf=$dir/resolv.conf
+{ grep -v '^[[:space:]]*lookup' /etc/resolv.conf 2>/dev/null || true; echo "lookup file bind"; } >"$resconf"
+nsexec() { # script args...: runs "sh -c script sh args..." in a namespace
+	ns_script=$1
+	shift
+	unshare --mount --propagation private sh -c "set -e
+		mount --bind '$resconf' \"\$(readlink -f /etc/resolv.conf)\"
+		$ns_script" sh "$@"
+}
+conf_smtpd() { # dir port
+	install -d -m 711 "$1/spool"
+	printf 'listen on 127.0.0.1 port %s\naction "relay" relay\nmatch from local for any action "relay"\n' \
+	    "$2" >"$1/smtpd.conf"
+}
+
+start_smtpd() { # dir port
+	conf_smtpd "$1" "$2"
+	SMTPD_SPOOL=$1/spool SMTPD_SOCKET=$1/smtpd.sock nsexec 'exec "$1" -d -f "$2"' \
+	    "$smtpd" "$1/smtpd.conf" >"$1/server.log" 2>&1 &
+	srv_pid=$!
+}
+
+# Debian's OpenSMTPD has its spool compiled in: in its namespace, $1/spool
+# is mounted over /var/spool/smtpd, and a private /run holds its control
+# socket (as tests/queue_compat.rs does).
+start_opensmtpd() { # dir port [preload]
+	conf_smtpd "$1" "$2"
+	nsexec 'mount --bind "$1" /var/spool/smtpd
+		if [ -L /var/run ]; then run=/run; else run=/var/run; fi
+		mount -t tmpfs -o mode=755 tmpfs "$run"
+		[ -z "$4" ] || export LD_PRELOAD="$4"
+		exec "$2" -d -P mda -P mta -f "$3"' \
+	    "$1/spool" "$ref" "$1/smtpd.conf" "${3:-}" >"$1/server.log" 2>&1 &
+	srv_pid=$!
+}
+start_opensmtpd128() { start_opensmtpd "$1" "$2" "$shim"; }
+
+start_postfix() { # dir port
+	mkdir -p "$1/etc" "$1/spool"
+	cat >"$1/etc/main.cf" <<-EOF
+	# mk/bench.sh: a private postfix that accepts mail from 127.0.0.1
+	# for other domains (relay) into its queue, and delivers none of it.
+	compatibility_level = 3.6
+	queue_directory = $1/spool
+	data_directory = $1/data
+	mail_owner = postfix
+	setgid_group = postdrop
+	maillog_file = $1/server.log
+	maillog_file_prefixes = $1
+	myhostname = bench.example
+	mydomain = bench.example
+	myorigin = \$myhostname
+	mydestination =
+	local_recipient_maps =
+	alias_maps =
+	alias_database =
+	inet_interfaces = 127.0.0.1
+	inet_protocols = ipv4
+	mynetworks = 127.0.0.0/8
+	smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+	# No qmgr takes mail from incoming/ nor hands out the tokens that
+	# in_flow_delay waits for: without this each message waits 1 s.
+	in_flow_delay = 0s
+	# One smtpd process a session.
+	default_process_limit = $((nsess + 100))
+	smtpd_client_connection_count_limit = 0
+	smtpd_client_connection_rate_limit = 0
+	smtpd_client_message_rate_limit = 0
+	smtpd_client_recipient_rate_limit = 0
+	EOF
+	cat >"$1/etc/master.cf" <<-EOF
+	# mk/bench.sh: smtpd on 127.0.0.1:$2 and what it needs to queue a
+	# message; no qmgr, pickup, nor delivery agents. Nothing chrooted.
+	127.0.0.1:$2 inet n - n - - smtpd
+	cleanup   unix  n - n - 0 cleanup
+	rewrite   unix  - - n - - trivial-rewrite
+	anvil     unix  - - n - 1 anvil
+	bounce    unix  - - n - 0 bounce
+	defer     unix  - - n - 0 bounce
+	trace     unix  - - n - 0 bounce
+	proxymap  unix  - - n - - proxymap
+	postlog   unix-dgram n - n - 1 postlogd
+	EOF
+	srv_pid=""
+	# master -w, under postfix start, returns once master is ready.
+	if timeout 60 postfix -c "$1/etc" start >"$1/start.log" 2>&1; then
+		srv_pid=$(sed -n '1s/[^0-9]//gp' "$1/spool/pid/master.pid" 2>/dev/null)
+	fi
+}
+
+# Stops the server started in $1; processes of its tree that outlive it
+# are killed (by pid, if still the same program).
+stop_server() { # name dir
+	[ -n "$srv_pid" ] || return 0
+	left=$(python3 "$helper" tree "$srv_pid")
+	case $1 in
+	postfix) timeout 60 postfix -c "$2/etc" stop >>"$2/start.log" 2>&1 || true ;;
+	*) kill -TERM "$srv_pid" 2>/dev/null || true ;;
+	esac
+	gone "$srv_pid" 30 || echo "bench: $(label "$1") did not stop within 30 s; killing it" >&2
+	echo "$left" | while read -r p comm; do
+		[ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$comm" ] && kill -KILL "$p" 2>/dev/null || true
+	done
+	# Our children: reaped here; postfix's master is not ours.
+	[ "$1" = postfix ] || wait "$srv_pid" 2>/dev/null || true
+	srv_pid=""
+}
+cleanup_servers() { [ -z "${srv_pid:-}" ] || stop_server "$srv_name" "$srv_dir"; }
+trap cleanup_servers EXIT
+trap 'cleanup_servers; exit 1' INT TERM
+
+start_server() { # name dir port: fresh spool, started, answering
+	srv_name=$1
+	srv_dir=$2
+	rm -rf "$2"
+	mkdir -p "$2"
+	"start_$1" "$2" "$3"
+	if [ -z "$srv_pid" ] || ! python3 "$helper" wait "$3" 30; then
+		echo "bench: $(label "$1") did not answer on port $3; see $2/" >&2
+		stop_server "$1" "$2"
+		return 1
+	fi
+}
+
+# Messages complete in the queue, and anything else found there.
+queued() { # name dir
+	case $1 in
+	postfix)
+		# A queue file is complete once cleanup sets its owner x bit.
+		n=$(find "$2/spool/incoming" -type f -perm -u=x 2>/dev/null | wc -l)
+		x=$(find "$2/spool/incoming" -type f ! -perm -u=x 2>/dev/null | wc -l)
+		echo "$n" "$x incomplete in incoming/"
+		;;
+	*)
+		# queue/XX/MSGID/message and one envelope file beside it.
+		n=$(find "$2/spool/queue" -mindepth 3 -maxdepth 3 -type f -name message 2>/dev/null | wc -l)
+		e=$(find "$2/spool/queue" -mindepth 3 -maxdepth 3 -type f ! -name message 2>/dev/null | wc -l)
+		echo "$n" "$e envelopes"
+		;;
+	esac
+}
+
+# The kernel's count of connections dropped because a listening
+# socket's accept queue was full (its backlog): each costs the client a
+# SYN retransmission, 1 s and more.
+overflows() {
+	awk '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else for (i = 2; i <= NF; i++)
+		if (k[i] == "ListenOverflows") print $i }' /proc/net/netstat 2>/dev/null
+}
+
+tput_run() { # name concurrency run
+	d=$dir/tput/$1
+	log=$dir/tput/logs/$1-c$2-r$3.log
+	port=$(freeport)
+	if ! start_server "$1" "$d" "$port"; then
+		echo "$1 $2 $3 FAIL" >>"$dir/tput/rates"
+		failed=1
+		return 0
+	fi
+	o0=$(overflows)
+	t0=$(date +%s.%N)
+	rc=0
+	timeout "$tmo" smtp-source -s "$2" -m "$messages" -l 4096 -M bench.example \
+	    -f bench@bench.example -t rcpt@relay.example "127.0.0.1:$port" >"$d/smtp-source.log" 2>&1 || rc=$?
+	t1=$(date +%s.%N)
+	o1=$(overflows)
+	stop_server "$1" "$d"
+	cp "$d/server.log" "$log" 2>/dev/null || true
+	set -- "$1" "$2" "$3" $(queued "$1" "$d")
+	# What a complete queue holds besides the messages: one envelope
+	# each for smtpd and OpenSMTPD, no incomplete file for postfix.
+	extra=$(case $1 in postfix) echo 0 ;; *) echo "$4" ;; esac)
+	rate=$(awk -v n="$4" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
+	# A server too slow to finish within BENCH_TIMEOUT still gets a
+	# rate, from what it had queued when smtp-source was stopped, marked
+	# "t"; the one message in flight per session may be left incomplete.
+	if [ "$rc" -eq 124 ] && [ "$4" -gt 0 ] && [ "$5" -ge "$extra" ] && [ "$5" -le "$((extra + $2))" ]; then
+		echo "bench: $(label "$1"), concurrency $2, run $3: stopped after ${tmo}s with $4 of $messages queued" >&2
+		echo "$1 $2 $3 ${rate}t $((${o1:-0} - ${o0:-0}))" >>"$dir/tput/rates"
+	elif [ "$rc" -ne 0 ]; then
+		echo "bench: $(label "$1"), concurrency $2, run $3: smtp-source failed (exit $rc):" \
+		    "$(tail -1 "$d/smtp-source.log"); queued $4 of $messages; log $log" >&2
+		echo "$1 $2 $3 FAIL" >>"$dir/tput/rates"
+		failed=1
+	elif [ "$4" -ne "$messages" ] || [ "$5" -ne "$(case $1 in postfix) echo 0 ;; *) echo "$messages" ;; esac)" ]; then
+		echo "bench: $(label "$1"), concurrency $2, run $3: $4 messages queued (and $5 $6 $7 $8)," \
+		    "not $messages; log $log" >&2
+		echo "$1 $2 $3 FAIL" >>"$dir/tput/rates"
+		failed=1
+	else
+		echo "$1 $2 $3 $rate $((${o1:-0} - ${o0:-0}))" >>"$dir/tput/rates"
+	fi
+}
+
+# The median rate of each server at concurrency $1, against ours.
+tput_report() { # concurrency
+	echo "smtp-source $messages x 4 KiB, concurrency $1, median of $runs:"
+	for s in $tservers; do
+		awk -v s="$s" -v c="$1" '$1 == s && $2 == c { print $4, $5 }' "$dir/tput/rates" | sort -n |
+		    awk -v label="$(label "$s")" -v s="$s" -v f="$dir/tput/ours-c$1" '
+			$1 == "FAIL" { fails++; next }
+			{ t = $1 ~ /t$/; r[n++] = $1 + 0; all = all " " int($1 + 0.5) (t ? "t" : ""); ov += $2; late += t }
+			END {
+				if (n == 0) { printf "  %-24s  FAILED (%d runs)\n", label, fails; exit }
+				m = n % 2 ? r[(n - 1) / 2] : (r[n / 2 - 1] + r[n / 2]) / 2
+				line = sprintf("  %-24s %6d msg/s", label, m + 0.5)
+				if (s == "smtpd")
+					print m >f
+				else if ((getline ours <f) > 0 && ours > 0)
+					line = line sprintf("   ours is %.2fx", ours / m)
+				line = line "   (runs:" all (fails ? sprintf(", %d failed", fails) : "")
+				line = line (late ? "; t: stopped at BENCH_TIMEOUT, rate of what was queued" : "")
+				print line (ov ? sprintf("; %d accept-queue overflows)", ov) : ")")
+			}'
+	done
+	rm -f "$dir/tput/ours-c$1"
+}
+
+# What each server logged as warnings or errors over all its runs, each
+# message once with its count (session ids, pids, dates taken out).
+# Expected, and left out: postfix's cleanup warns for each message that
+# there is no qmgr to tell (there is none on purpose).
+tput_logged() {
+	for s in $tservers; do
+		cat "$dir/tput/logs/$s"-*.log 2>/dev/null |
+		    grep -iE 'warn|fatal|error|panic|reject|refus|limit|abort|timeout|lost' |
+		    grep -v 'unable to look up public/qmgr' |
+		    sed -E 's/^[A-Z][a-z]{2} [ 0-9]{2} [0-9:]{8} [^ ]+ //; s/\[[0-9]+\]//; s/^[0-9a-f]{16} //' |
+		    sort | uniq -c | sort -rn | head -5 >"$dir/tput/logged"
+		if [ -s "$dir/tput/logged" ]; then
+			echo "  $(label "$s") logged, over all its runs:"
+			sed 's/^ */    /' "$dir/tput/logged"
+		fi
+	done
+	rm -f "$dir/tput/logged"
+}
+
+if [ -x /usr/sbin/smtp-source ]; then
+	rm -rf "$dir/tput"
+	mkdir -p "$dir/tput/logs"
+	for c in 10 50; do
+		r=1
+		while [ "$r" -le "$runs" ]; do
+			for s in $tservers; do
+				tput_run "$s" "$c" "$r"
+			done
+			r=$((r + 1))
+		done
+	done
+	echo "(durability at the 250 after DATA: smtpd fsyncs the message and its envelope," \
+	    "in batches across sessions; OpenSMTPD 6.8 fsyncs nothing; postfix fsyncs its queue file)"
+	for c in 10 50; do
+		tput_report "$c"
+	done
+	tput_logged
+else
+	echo "throughput: smtp-source (postfix) missing, skipped"
+fi
+
+# Memory of the server's tree with BENCH_SESSIONS idle sessions. The
+# client has at most BENCH_SESSION_WINDOW (5) sessions between connect
+# and the EHLO reply at a time: OpenSMTPD listens with a backlog of 5
+# (smtpd with 128), and a burst of connections beyond that overflows the accept
+# queue; the kernel then drops the SYN or the handshake's last ACK, and
+# the client waits for retransmissions (seconds each), or forever for a
+# banner when the server gives the half-open connection up. The
+# throughput figures above count these overflows.
+window=${BENCH_SESSION_WINDOW:-5}
+rm -rf "$dir/sessions"
+mkdir -p "$dir/sessions"
+for s in $servers; do
+	d=$dir/sessions/$s
+	port=$(freeport)
+	if ! start_server "$s" "$d" "$port"; then
+		failed=1
+		continue
+	fi
+	out=$(python3 "$helper" idle "$port" "$srv_pid" "$nsess" 2 120 "$window" 2>"$d/client.log") || true
+	stop_server "$s" "$d"
+	[ -n "$out" ] || { echo "bench: $(label "$s"): the session client failed: $(tail -1 "$d/client.log")" >&2; failed=1; continue; }
+	echo "$s $out" >>"$dir/sessions/results"
+done
+echo "$nsess idle sessions after EHLO, held 2 s (the server's whole process tree; before: with none):"
+for s in $servers; do
+	awk -v s="$s" -v n="$nsess" -v label="$(label "$s")" -v f="$dir/sessions/ours" '
+		$1 == s {
+			for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+			line = sprintf("  %-24s RSS %7d KiB  Pss %7d KiB  %4d processes", label, v["rss"], v["pss"], v["procs"])
+			if (s == "smtpd")
+				print v["rss"], v["pss"] >f
+			else if ((getline ours <f) > 0) {
+				split(ours, o, " ")
+				if (o[1] > 0 && o[2] > 0)
+					line = line sprintf("   ours is %.2fx lighter (RSS), %.2fx (Pss)", v["rss"] / o[1], v["pss"] / o[2])
+			}
+			print line
+			printf "  %-24s (before: RSS %d KiB, Pss %d KiB, %d processes; %d/%d sessions up in %.1f s%s)\n",
+			    "", v["rss0"], v["pss0"], v["procs0"], v["ok"], n, v["setup"],
+			    v["dropped"] ? sprintf(", %d dropped while idle", v["dropped"]) : ""
+		}' "$dir/sessions/results"
+	if [ -s "$dir/sessions/$s/client.log" ]; then
+		sed 's/^/    /' "$dir/sessions/$s/client.log"
+		failed=1
+	fi
+	grep -q "^$s ok=$nsess failed=0 dropped=0 " "$dir/sessions/results" || failed=1
+done
+rm -f "$dir/sessions/ours"
+[ "$failed" -eq 0 ] || { echo "bench: some measurements failed (see above)" >&2; exit 1; }

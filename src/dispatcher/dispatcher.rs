@@ -112,6 +112,8 @@ fn dispatcher_shutdown() -> ! {
 /// first, while the process is root.
 pub fn dispatcher(mut peers: Peers) -> ! {
     let smtp = smtp_postfork();
+    // smtp_can_accept() counts the open descriptors, in the chroot.
+    crate::sys::socket::getdtablecount_init();
     child_privdrop(
         "dispatcher",
         &[SMTPD_USER],

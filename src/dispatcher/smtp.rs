@@ -17,8 +17,12 @@ use crate::queue::envelope::PeerAddr;
 use crate::smtpd::imsg_to_str;
 use crate::sys::socket::{getdtablecount, getdtablesize};
 
-/// SMTPD_BACKLOG: listen(2)'s queue.
-const SMTPD_BACKLOG: i32 = 5;
+/// SMTPD_BACKLOG: listen(2)'s queue of connections not yet accepted.
+/// OpenSMTPD's 5 overflows as soon as a few clients reconnect together
+/// (they do: one batched commit answers them all at once), and each
+/// connection the kernel drops costs its client a SYN retransmission,
+/// one second or more. 128 is OpenBSD's SOMAXCONN; the kernel caps it.
+const SMTPD_BACKLOG: i32 = 128;
 /// SMTP_FD_RESERVE: descriptors kept free for everything but sessions.
 const SMTP_FD_RESERVE: usize = 5;
 

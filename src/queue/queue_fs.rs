@@ -28,7 +28,7 @@
 //! batch. A deletion is not synced: a crash may bring back an envelope
 //! already delivered, and so deliver it twice, never lose it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{DirBuilder, File, OpenOptions, ReadDir};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -40,7 +40,7 @@ use crate::queue::queue_backend::{
     queue_generate_evpid, queue_generate_msgid, BackendWalk, QueueApi, PATH_INCOMING, PATH_PURGE,
     PATH_QUEUE,
 };
-use crate::sys::fsync::sync_file_range_write;
+use crate::sys::fsync::{sync_all_parallel, sync_file_range_write};
 use crate::util::util::{ckdir, mvpurge, rmtree};
 
 const PATH_CORRUPT: &str = "corrupt";
@@ -187,11 +187,8 @@ fn queue_fs_message_commit(fs: &mut QueueFs, batch: &[(u32, PathBuf)]) -> Vec<bo
         .collect();
     let mut buckets: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
     let mut new_bucket = false;
-    for (i, files) in prepared {
+    for i in fsqueue_message_sync(prepared) {
         let msgid = batch[i].0;
-        if !fsqueue_message_sync(fs, msgid, files) {
-            continue;
-        }
         if let Some(created) = fsqueue_message_enqueue(fs, msgid) {
             new_bucket |= created;
             buckets
@@ -205,20 +202,27 @@ fn queue_fs_message_commit(fs: &mut QueueFs, batch: &[(u32, PathBuf)]) -> Vec<bo
     }
     // incoming/ lost the messages' entries: without this a crash could
     // bring them back there as well (a directory with two names), which
-    // the next start would purge together with what it holds.
-    let mut shared = fsync_dir(&fs.path(&PATH_INCOMING[1..]));
-    // queue/ gained a bucket: without this the bucket, and every message
-    // in it, could vanish.
-    if new_bucket && shared.is_ok() {
-        shared = fsync_dir(&fs.path(&PATH_QUEUE[1..]));
+    // the next start would purge together with what it holds. queue/
+    // gained a bucket: without this the bucket, and every message in it,
+    // could vanish. And each bucket gained its messages' entries.
+    let mut dirs = vec![fs.path(&PATH_INCOMING[1..])];
+    if new_bucket {
+        dirs.push(fs.path(&PATH_QUEUE[1..]));
     }
-    if let Err(e) = &shared {
-        log_warn!(e, "warn: queue-fs: fsync");
+    let shared = dirs.len();
+    dirs.extend(buckets.keys().cloned());
+    let synced = fsync_dirs(&dirs);
+    if let Some((dir, e)) = dirs
+        .iter()
+        .zip(&synced)
+        .take(shared)
+        .find_map(|(d, r)| Some((d, r.as_ref().err()?)))
+    {
+        log_warn!(e, "warn: queue-fs: fsync: {}", dir.display());
         return ok;
     }
-    for (bucket, members) in buckets {
-        // The bucket gained the messages' entries.
-        match fsync_dir(&bucket) {
+    for ((bucket, members), r) in buckets.into_iter().zip(&synced[shared..]) {
+        match r {
             Ok(()) => {
                 for i in members {
                     ok[i] = true;
@@ -230,10 +234,30 @@ fn queue_fs_message_commit(fs: &mut QueueFs, batch: &[(u32, PathBuf)]) -> Vec<bo
     ok
 }
 
+/// fsync(2)s each directory of `dirs`, all at once; how each went.
+fn fsync_dirs(dirs: &[PathBuf]) -> Vec<io::Result<()>> {
+    let mut opened = Vec::new();
+    let mut results: Vec<Option<io::Result<()>>> = Vec::new();
+    for d in dirs {
+        match File::open(d) {
+            Ok(f) => {
+                opened.push(f);
+                results.push(None);
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    let mut synced = sync_all_parallel(&opened).into_iter();
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| synced.next().unwrap_or(Ok(()))))
+        .collect()
+}
+
 /// The first pass of a commit for one message: C's rename of the data
 /// into the message's directory, then its files opened, data and
 /// envelopes (written without a sync when they were created), and their
-/// writeback started. No C twin.
+/// writeback started, and the directory opened. No C twin.
 fn fsqueue_message_prepare(fs: &QueueFs, msgid: u32, path: &Path) -> Option<Vec<File>> {
     let dir = fsqueue_message_incoming_path(fs, msgid);
     // Before-first, move the message content in the incoming directory.
@@ -269,24 +293,38 @@ fn fsqueue_message_prepare(fs: &QueueFs, msgid: u32, path: &Path) -> Option<Vec<
             }
         }
     }
+    // Last, the directory, whose entries name them.
+    match File::open(&dir) {
+        Ok(d) => files.push(d),
+        Err(e) => {
+            log_warn!(e, "warn: queue-fs: open: {}", dir.display());
+            return None;
+        }
+    }
     Some(files)
 }
 
-/// The second pass of a commit for one message: its files, then its
-/// directory's entries for them, on disk. No C twin.
-fn fsqueue_message_sync(fs: &QueueFs, msgid: u32, files: Vec<File>) -> bool {
-    for f in files {
-        if let Err(e) = f.sync_all() {
+/// The second pass of a commit, for the whole batch: each message's
+/// files, then its directory's entries for them, on disk, all flushed
+/// together. The batch's indexes of the messages now durable. No C twin.
+fn fsqueue_message_sync(prepared: Vec<(usize, Vec<File>)>) -> Vec<usize> {
+    // Each message's files, its directory last.
+    let mut owner = Vec::new();
+    let mut files = Vec::new();
+    for (i, fl) in prepared {
+        owner.extend(std::iter::repeat(i).take(fl.len()));
+        files.extend(fl);
+    }
+    let mut failed = BTreeSet::new();
+    for (r, i) in sync_all_parallel(&files).into_iter().zip(&owner) {
+        if let Err(e) = r {
             log_warn!(e, "warn: queue-fs: fsync");
-            return false;
+            failed.insert(*i);
         }
     }
-    let dir = fsqueue_message_incoming_path(fs, msgid);
-    if let Err(e) = fsync_dir(&dir) {
-        log_warn!(e, "warn: queue-fs: fsync: {}", dir.display());
-        return false;
-    }
-    true
+    owner.dedup();
+    owner.retain(|i| !failed.contains(i));
+    owner
 }
 
 /// The third pass of a commit, C's renames: incoming/MSGID to

@@ -321,13 +321,38 @@ extern "C" {
     fn getdtablecount() -> libc::c_int;
 }
 
+/// /proc/self, kept open by getdtablecount_init() for a process that
+/// chroots where there is no /proc.
+#[cfg(not(target_os = "openbsd"))]
+static PROC_SELF: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+
+/// Opens /proc/self before the process chroots, so that getdtablecount()
+/// can still list its descriptors cheaply there: the dispatcher counts
+/// them before each accept. Nothing to do on OpenBSD, whose kernel counts.
+pub fn getdtablecount_init() {
+    #[cfg(not(target_os = "openbsd"))]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking as every descriptor of a process with a loop is,
+        // though a directory is never polled.
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NONBLOCK)
+            .open("/proc/self");
+        if let Ok(f) = dir {
+            let _ = PROC_SELF.set(f.into());
+        }
+    }
+}
+
 /// How many descriptors the process has open (OpenBSD's getdtablecount(2)).
 ///
 /// OpenBSD counts in the kernel. Linux lists /proc/self/fd, as
-/// OpenSMTPD-portable does; where /proc is missing (a chroot), it asks
-/// poll(2) which of the descriptors below the soft limit are open, one
-/// call whatever the count (portable returns 0 there, which hides
-/// exhaustion).
+/// OpenSMTPD-portable does, through the /proc/self getdtablecount_init()
+/// kept open when /proc is out of reach (a chroot). Failing both, it asks
+/// poll(2) which of the descriptors below the soft limit are open: one
+/// call, but as slow as the limit is high (portable returns 0 there,
+/// which hides exhaustion).
 pub fn getdtablecount() -> io::Result<usize> {
     #[cfg(target_os = "openbsd")]
     {
@@ -336,12 +361,61 @@ pub fn getdtablecount() -> io::Result<usize> {
     }
     #[cfg(not(target_os = "openbsd"))]
     {
-        match std::fs::read_dir("/proc/self/fd") {
-            // The directory's own descriptor is listed too.
-            Ok(dir) => Ok(dir.count().saturating_sub(1)),
-            Err(_) => getdtablecount_poll(),
+        getdtablecount_proc().or_else(|_| getdtablecount_poll())
+    }
+}
+
+/// The entries of /proc/self/fd, less the descriptor that lists them.
+#[cfg(not(target_os = "openbsd"))]
+fn getdtablecount_proc() -> io::Result<usize> {
+    let fd = match PROC_SELF.get() {
+        Some(dir) => {
+            // SAFETY: dir is an open descriptor and the path is a
+            // NUL-terminated literal.
+            cvt(unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    c"fd".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            })?
+        }
+        None => {
+            // SAFETY: the path is a NUL-terminated literal.
+            cvt(unsafe {
+                libc::open(
+                    c"/proc/self/fd".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            })?
+        }
+    };
+    // SAFETY: fd is an open directory that fdopendir takes over.
+    let dir = unsafe { libc::fdopendir(fd) };
+    if dir.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so fd is still ours to close.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        return Err(e);
+    }
+    let mut n = 0usize;
+    loop {
+        // SAFETY: dir is an open DIR stream, used by this thread only.
+        let ent = unsafe { libc::readdir(dir) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: readdir returned a valid entry, whose d_name is
+        // NUL-terminated, so its first byte can be read.
+        let first = unsafe { (*ent).d_name[0] } as u8;
+        // Descriptors are named by their number; skip "." and "..".
+        if first.is_ascii_digit() {
+            n += 1;
         }
     }
+    // SAFETY: dir came from fdopendir and is closed once, here.
+    unsafe { libc::closedir(dir) };
+    Ok(n.saturating_sub(1))
 }
 
 #[cfg(not(target_os = "openbsd"))]
@@ -714,6 +788,10 @@ mod tests {
         let before = getdtablecount().unwrap();
         let f = File::open("/dev/null").unwrap();
         assert_eq!(getdtablecount().unwrap(), before + 1);
+        // Through the /proc/self kept for a chroot, itself one more.
+        getdtablecount_init();
+        assert!(PROC_SELF.get().is_some());
+        assert_eq!(getdtablecount_proc().unwrap(), before + 2);
 
         let limit = before + 16;
         setrlimit_nofile(limit as u64).unwrap();

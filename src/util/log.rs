@@ -98,9 +98,11 @@ pub fn profiling() -> u32 {
 /// otherwise.
 pub fn vlog(pri: libc::c_int, args: fmt::Arguments) {
     if DEBUG.load(Ordering::Relaxed) != 0 {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{args}");
-        let _ = err.flush();
+        // One write(2) a line: stderr is unbuffered, and the processes
+        // share it, so a line written in pieces could be cut by another.
+        let mut line = args.to_string();
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     } else {
         syslog::syslog(pri, &args.to_string());
     }
