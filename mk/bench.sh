@@ -216,6 +216,12 @@ if [ -x "$ref" ] && command -v unshare >/dev/null 2>&1; then
 	mkdir -p /var/spool/smtpd
 	servers="$servers opensmtpd"
 fi
+if postfix_install; then
+	servers="$servers postfix"
+	pfversion=$(postconf -h -d mail_version 2>/dev/null || echo "?")
+else
+	echo "bench: postfix could not be installed; measuring without it (and without smtp-source)"
+fi
 # Throughput only: OpenSMTPD again, its listen(2) backlog raised from 5
 # to 128 (smtpd's) by mk/bench-backlog.c, preloaded, so that a second
 # figure compares the rest of the two servers.
@@ -230,12 +236,6 @@ case $servers in
 	fi
 	;;
 esac
-if postfix_install; then
-	servers="$servers postfix"
-	pfversion=$(postconf -h -d mail_version 2>/dev/null || echo "?")
-else
-	echo "bench: postfix could not be installed; measuring without it (and without smtp-source)"
-fi
 
 label() {
 	case $1 in

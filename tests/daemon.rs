@@ -479,7 +479,16 @@ fn every_process_holds_only_its_channels() {
         ),
         (
             "queue",
-            &["control", "dispatcher", "lookup", "parent", "scheduler"][..],
+            &[
+                "control",
+                "dispatcher",
+                "lookup",
+                "parent",
+                "scheduler",
+                // The commit thread wakes the loop through it.
+                "self-pipe",
+                "self-pipe",
+            ][..],
         ),
         ("crypto", &["control", "dispatcher", "parent"][..]),
         ("scheduler", &["control", "parent", "queue"][..]),

@@ -9,16 +9,23 @@
 //! Commits are durable before they are acknowledged (OpenSMTPD's are not,
 //! see queue_fs.rs), and batched: the commits that arrive in one turn of
 //! the event loop are made durable together at the start of the next.
+//! With the fs backend a thread of its own waits for the disk, so that
+//! the loop goes on serving the other sessions meanwhile; the commits
+//! that arrive then make the next batch, one batch on the disk at a time.
 
 use std::collections::BTreeSet;
-use std::os::fd::OwnedFd;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Duration;
 
 use super::envelope::{evpid_to_msgid, Envelope};
 use super::queue_backend::{
-    queue_envelope_create, queue_envelope_walk, queue_message_commit, queue_message_create,
-    queue_message_delete, queue_message_fd_rw, queue_open, QueueBackend, QueueWalk,
+    queue_envelope_create, queue_envelope_walk, queue_message_commit, queue_message_commit_begin,
+    queue_message_commit_end, queue_message_committer, queue_message_create, queue_message_delete,
+    queue_message_fd_rw, queue_open, CommitBatch, Committer, QueueBackend, QueueWalk,
 };
 use crate::config::config::{config_peer, env, QueueFlags};
 use crate::io::event::{EvFlags, EventBase, EventId};
@@ -38,11 +45,24 @@ struct PendingCommit {
     msgid: u32,
 }
 
+/// The thread that runs the backend's commits: batches go to it, and
+/// come back with their results and a byte on `done` for the loop.
+struct CommitThread {
+    jobs: Sender<CommitBatch>,
+    results: Receiver<(CommitBatch, Vec<bool>)>,
+    done: File,
+    /// The batch on the disk now, if any: who is waiting for it.
+    busy: Option<Vec<PendingCommit>>,
+    /// Rollbacks of messages of that batch, for when it is done.
+    rollbacks: Vec<u32>,
+}
+
 pub struct Queue {
     peers: Peers,
     backend: QueueBackend,
     commits: Vec<PendingCommit>,
     commit_ev: Option<EventId>,
+    committer: Option<CommitThread>,
     /// The message of the last envelope the start-up walk sent.
     walk_msgid: u32,
 }
@@ -62,11 +82,7 @@ fn queue_imsg(s: &mut Queue, base: &mut EventBase<Queue>, from: ProcType, imsg: 
             let mut m = m_msg(&imsg);
             let msgid = m_get_msgid(&mut m);
             m_end(&m);
-            queue_message_delete(&mut s.backend, msgid);
-            let p = s.peers.p(ProcType::PROC_SCHEDULER);
-            m_create(p, IMSG_QUEUE_MESSAGE_ROLLBACK, 0, 0, None);
-            m_add_msgid(p, msgid);
-            m_close(p);
+            queue_rollback(s, msgid);
         }
         Some(IMSG_SMTP_MESSAGE_COMMIT) => {
             let mut m = m_msg(&imsg);
@@ -209,8 +225,8 @@ fn queue_commit_later(
 }
 
 /// The batch: every commit asked for since the last one, made durable
-/// together, then each acknowledged (IMSG_SMTP_MESSAGE_COMMIT) and given
-/// to the scheduler.
+/// together, by the commit thread if there is one (and if it is busy,
+/// once it is done), then queue_commit_reply().
 fn queue_commit_batch(
     s: &mut Queue,
     _base: &mut EventBase<Queue>,
@@ -218,9 +234,108 @@ fn queue_commit_batch(
     _ev: EvFlags,
     _arg: u64,
 ) {
-    let batch = std::mem::take(&mut s.commits);
-    let msgids: Vec<u32> = batch.iter().map(|c| c.msgid).collect();
-    let results = queue_message_commit(&mut s.backend, &msgids);
+    if s.commits.is_empty() {
+        return;
+    }
+    let msgids: Vec<u32> = s.commits.iter().map(|c| c.msgid).collect();
+    match s.committer.as_mut() {
+        Some(t) if t.busy.is_some() => {}
+        Some(t) => {
+            let b = queue_message_commit_begin(&s.backend, &msgids);
+            if t.jobs.send(b).is_err() {
+                fatalx!("queue: the commit thread is gone");
+            }
+            t.busy = Some(std::mem::take(&mut s.commits));
+        }
+        None => {
+            let batch = std::mem::take(&mut s.commits);
+            let results = queue_message_commit(&mut s.backend, &msgids);
+            queue_commit_reply(s, &batch, results);
+        }
+    }
+}
+
+/// The commit thread is done with its batch: replies, and the next
+/// batch if commits arrived meanwhile.
+fn queue_commit_done(
+    s: &mut Queue,
+    base: &mut EventBase<Queue>,
+    fd: std::os::fd::RawFd,
+    ev: EvFlags,
+    arg: u64,
+) {
+    let Some(t) = s.committer.as_mut() else {
+        return;
+    };
+    let mut buf = [0u8; 16];
+    let _ = (&t.done).read(&mut buf);
+    let Ok((b, results)) = t.results.try_recv() else {
+        return;
+    };
+    let batch = t.busy.take().unwrap_or_default();
+    let rollbacks = std::mem::take(&mut t.rollbacks);
+    let results = queue_message_commit_end(&s.backend, b, results);
+    queue_commit_reply(s, &batch, results);
+    for msgid in rollbacks {
+        queue_rollback(s, msgid);
+    }
+    queue_commit_batch(s, base, fd, ev, arg);
+}
+
+/// Starts the commit thread for a backend that has a Committer, and
+/// registers its wake-up pipe with the loop.
+fn queue_commit_thread(
+    backend: &QueueBackend,
+    base: &mut EventBase<Queue>,
+) -> Option<CommitThread> {
+    let committer = queue_message_committer(backend)?;
+    let (rd, wr) = match crate::sys::event::pipe_nonblock() {
+        Ok(p) => p,
+        Err(e) => fatal!(e, "queue: pipe"),
+    };
+    let (jobs, jobs_rx) = channel();
+    let (results_tx, results) = channel();
+    let spawned = std::thread::Builder::new()
+        .name("commit".into())
+        .spawn(move || queue_commit_run(committer, jobs_rx, results_tx, File::from(wr)));
+    if let Err(e) = spawned {
+        fatal!(e, "queue: commit thread");
+    }
+    let done = File::from(rd);
+    let ev = base.event_set(done.as_raw_fd(), EvFlags::EV_READ, queue_commit_done, 0);
+    if let Err(e) = base.event_add(ev, None) {
+        fatal!(e, "queue: event_add");
+    }
+    Some(CommitThread {
+        jobs,
+        results,
+        done,
+        busy: None,
+        rollbacks: Vec::new(),
+    })
+}
+
+/// The commit thread's life: a batch in, its results out, a byte to
+/// wake the loop; until the loop hangs up.
+fn queue_commit_run(
+    mut committer: Committer,
+    jobs: Receiver<CommitBatch>,
+    results: Sender<(CommitBatch, Vec<bool>)>,
+    mut wake: File,
+) {
+    while let Ok(b) = jobs.recv() {
+        let r = committer(&b.batch);
+        if results.send((b, r)).is_err() {
+            return;
+        }
+        // The pipe holds at most one byte a batch, one batch at a time.
+        let _ = wake.write(&[1]);
+    }
+}
+
+/// Each commit of a batch acknowledged (IMSG_SMTP_MESSAGE_COMMIT), and
+/// given to the scheduler when it went well.
+fn queue_commit_reply(s: &mut Queue, batch: &[PendingCommit], results: Vec<bool>) {
     for (c, ok) in batch.iter().zip(results) {
         let p = s.peers.p(c.from);
         m_create(p, ImsgType::IMSG_SMTP_MESSAGE_COMMIT, 0, 0, None);
@@ -231,6 +346,23 @@ fn queue_commit_batch(
             queue_scheduler_commit(s, c.msgid);
         }
     }
+}
+
+/// A message rolled back: deleted, and the scheduler told. One that the
+/// commit thread holds waits until it is done with it, as if it had
+/// come just after the commit, so the two never race on its files.
+fn queue_rollback(s: &mut Queue, msgid: u32) {
+    if let Some(t) = s.committer.as_mut() {
+        if t.busy.iter().flatten().any(|c| c.msgid == msgid) {
+            t.rollbacks.push(msgid);
+            return;
+        }
+    }
+    queue_message_delete(&mut s.backend, msgid);
+    let p = s.peers.p(ProcType::PROC_SCHEDULER);
+    m_create(p, ImsgType::IMSG_QUEUE_MESSAGE_ROLLBACK, 0, 0, None);
+    m_add_msgid(p, msgid);
+    m_close(p);
 }
 
 /// queue_shutdown().
@@ -312,11 +444,13 @@ pub fn queue(mut peers: Peers, backend: &str) -> ! {
     {
         fatal!(e, "pledge");
     }
+    let committer = queue_commit_thread(&backend, &mut base);
     let mut s = Queue {
         peers,
         backend,
         commits: Vec::new(),
         commit_ev: None,
+        committer,
         walk_msgid: 0,
     };
     if let Err(e) = base.event_dispatch(&mut s) {

@@ -67,6 +67,9 @@ pub enum BackendWalk {
 /// dispatcher writes (queue_message_fd_rw); commit takes it from there.
 /// Errors are logged by the backend, as in C; results say only whether
 /// the operation happened.
+/// A backend's commit of a batch, run away from the queue's loop.
+pub type Committer = Box<dyn FnMut(&[(u32, PathBuf)]) -> Vec<bool> + Send>;
+
 pub trait QueueApi {
     fn close(&mut self) -> bool {
         true
@@ -75,6 +78,12 @@ pub trait QueueApi {
     /// Commits each `(msgid, path of its data)` of the batch; one result
     /// for each, in order.
     fn message_commit(&mut self, batch: &[(u32, PathBuf)]) -> Vec<bool>;
+    /// message_commit() in a form another thread can own, for a backend
+    /// whose commits wait for the disk, so that the queue's loop goes on
+    /// meanwhile; None when commits cost nothing.
+    fn message_committer(&self) -> Option<Committer> {
+        None
+    }
     fn message_delete(&mut self, msgid: u32) -> bool;
     fn message_fd_r(&mut self, msgid: u32) -> Option<File>;
     /// Sets the whole message aside, where no walk finds it.
@@ -274,22 +283,48 @@ pub fn queue_message_delete(q: &mut QueueBackend, msgid: u32) -> bool {
 /// message per call; the batch lets the fs backend share the directory
 /// fsyncs between the messages of one turn of the event loop.
 pub fn queue_message_commit(q: &mut QueueBackend, msgids: &[u32]) -> Vec<bool> {
+    let b = queue_message_commit_begin(q, msgids);
+    let results = q.backend.message_commit(&b.batch);
+    queue_message_commit_end(q, b, results)
+}
+
+/// A batch of commits between queue_message_commit_begin() and _end():
+/// `batch` is the backend's part, for message_commit() or a Committer.
+pub struct CommitBatch {
+    msgids: Vec<u32>,
+    filtered: Vec<bool>,
+    pub batch: Vec<(u32, PathBuf)>,
+}
+
+/// queue_message_commit()'s first half, on the queue's loop: the data
+/// files through the filters, and what the backend is to commit.
+pub fn queue_message_commit_begin(q: &QueueBackend, msgids: &[u32]) -> CommitBatch {
     let mut batch = Vec::with_capacity(msgids.len());
-    let mut ok = Vec::with_capacity(msgids.len());
+    let mut filtered = Vec::with_capacity(msgids.len());
     for &msgid in msgids {
         let msgpath = queue_message_path(q, msgid);
         // Compression, then encryption, rewrite the data file in place
         // here (compress_file, crypto_encrypt_file); queue_open refuses
         // both flags until they exist.
-        let filtered = queue_message_commit_filters(q, &msgpath);
-        ok.push(filtered);
-        if filtered {
+        let ok = queue_message_commit_filters(q, &msgpath);
+        filtered.push(ok);
+        if ok {
             batch.push((msgid, msgpath));
         }
     }
-    let mut results = q.backend.message_commit(&batch).into_iter();
-    let mut out = Vec::with_capacity(msgids.len());
-    for (&msgid, filtered) in msgids.iter().zip(ok) {
+    CommitBatch {
+        msgids: msgids.to_vec(),
+        filtered,
+        batch,
+    }
+}
+
+/// queue_message_commit()'s second half, on the queue's loop once the
+/// backend is done: one result for each message of the batch.
+pub fn queue_message_commit_end(q: &QueueBackend, b: CommitBatch, results: Vec<bool>) -> Vec<bool> {
+    let mut results = results.into_iter();
+    let mut out = Vec::with_capacity(b.msgids.len());
+    for (&msgid, filtered) in b.msgids.iter().zip(b.filtered) {
         let r = filtered && results.next().unwrap_or(false);
         // In case it is not done by the backend.
         let _ = std::fs::remove_file(queue_message_path(q, msgid));
@@ -301,6 +336,11 @@ pub fn queue_message_commit(q: &mut QueueBackend, msgids: &[u32]) -> Vec<bool> {
         out.push(r);
     }
     out
+}
+
+/// The backend's Committer, if its commits are worth a thread.
+pub fn queue_message_committer(q: &QueueBackend) -> Option<Committer> {
+    q.backend.message_committer()
 }
 
 /// The seam for queue compression and encryption at commit: a no-op

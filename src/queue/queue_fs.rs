@@ -37,8 +37,8 @@ use std::time::SystemTime;
 
 use crate::queue::envelope::{evpid_to_msgid, ENVELOPE_SIZE};
 use crate::queue::queue_backend::{
-    queue_generate_evpid, queue_generate_msgid, BackendWalk, QueueApi, PATH_INCOMING, PATH_PURGE,
-    PATH_QUEUE,
+    queue_generate_evpid, queue_generate_msgid, BackendWalk, Committer, QueueApi, PATH_INCOMING,
+    PATH_PURGE, PATH_QUEUE,
 };
 use crate::sys::fsync::{sync_all_parallel, sync_file_range_write};
 use crate::util::util::{ckdir, mvpurge, rmtree};
@@ -178,7 +178,7 @@ fn queue_fs_message_create(fs: &mut QueueFs) -> Option<u32> {
 /// message that nobody acknowledged with data that is not all there, and
 /// it would be delivered so. Until then it sits in incoming/, which the
 /// next start purges.
-fn queue_fs_message_commit(fs: &mut QueueFs, batch: &[(u32, PathBuf)]) -> Vec<bool> {
+fn queue_fs_message_commit(fs: &QueueFs, batch: &[(u32, PathBuf)]) -> Vec<bool> {
     let mut ok = vec![false; batch.len()];
     let prepared: Vec<(usize, Vec<File>)> = batch
         .iter()
@@ -905,6 +905,11 @@ impl QueueApi for QueueFs {
     }
     fn message_commit(&mut self, batch: &[(u32, PathBuf)]) -> Vec<bool> {
         queue_fs_message_commit(self, batch)
+    }
+    fn message_committer(&self) -> Option<Committer> {
+        // The commit reads nothing of the queue's state but the root.
+        let fs = QueueFs::new(&self.root);
+        Some(Box::new(move |batch| queue_fs_message_commit(&fs, batch)))
     }
     fn message_delete(&mut self, msgid: u32) -> bool {
         queue_fs_message_delete(self, msgid)
