@@ -25,7 +25,8 @@
 //! once the message's data, its envelopes and every directory entry
 //! leading to them are on disk, and an update is atomic and durable.
 //! The fsyncs of directories are shared by all the messages of a commit
-//! batch. A deletion is not synced: a crash may bring back an envelope
+//! batch, and a batch's fsyncs are waited for together (sync_all_parallel),
+//! in the queue's commit thread (queue.rs). A deletion is not synced: a crash may bring back an envelope
 //! already delivered, and so deliver it twice, never lose it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
