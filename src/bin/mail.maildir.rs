@@ -17,7 +17,7 @@ use std::process::exit;
 
 use smtpd::smtpd::EX_TEMPFAIL;
 use smtpd::sys::mailbox::fsync_dir;
-use smtpd::sys::unistd::{arc4random, gethostname, geteuid};
+use smtpd::sys::unistd::{arc4random, geteuid, gethostname};
 use smtpd::util::getopt::{Getopt, Opt};
 use smtpd::util::log::strerror;
 use smtpd::util::util::time_now;
@@ -239,10 +239,8 @@ fn mkdirs_component(path: &Path, mode: u32) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         Err(_) => {}
     }
-    match DirBuilder::new()
-        .mode(mode | libc::S_IWUSR as u32 | libc::S_IXUSR as u32)
-        .create(path)
-    {
+    // S_IWUSR | S_IXUSR: whatever `mode`, we must be able to go on inside.
+    match DirBuilder::new().mode(mode | 0o300).create(path) {
         Ok(()) => {}
         // Another delivery made it meanwhile.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => return Ok(()),
