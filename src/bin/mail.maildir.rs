@@ -192,7 +192,7 @@ fn maildir_write(tmp: &Path, junk: bool) -> io::Result<bool> {
         if text.is_empty() {
             in_hdr = false;
         }
-        if junk && in_hdr && is_spam_header(text) {
+        if junk && in_hdr && maildir_is_junk(text) {
             is_junk = true;
         }
         // OpenSMTPD writes each line up to its first NUL and drops the
@@ -206,7 +206,7 @@ fn maildir_write(tmp: &Path, junk: bool) -> io::Result<bool> {
 
 /// The header lines that mark a message as spam for -j, as C compares
 /// them: the whole line, case aside.
-fn is_spam_header(line: &[u8]) -> bool {
+fn maildir_is_junk(line: &[u8]) -> bool {
     line.eq_ignore_ascii_case(b"x-spam: yes") || line.eq_ignore_ascii_case(b"x-spam-flag: yes")
 }
 
