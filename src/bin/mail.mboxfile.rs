@@ -94,9 +94,12 @@ fn mboxfile_open(filename: &Path) -> io::Result<(File, bool)> {
     options.append(true).mode(0o600);
     match options.clone().create_new(true).open(filename) {
         Ok(file) => Ok((file, true)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            options.open(filename).map(|file| (file, false))
-        }
+        // O_CREAT again, as C opens: a dangling symbolic link (which
+        // O_EXCL refuses) gets its target made, as with OpenSMTPD.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => options
+            .create(true)
+            .open(filename)
+            .map(|file| (file, false)),
         Err(e) => Err(e),
     }
 }
