@@ -34,7 +34,7 @@ BUILDENV =	SMTPD_BUILD_CONF_FILE=$(SYSCONFDIR)/smtpd.conf \
 		SMTPD_BUILD_QUEUE_USER=$(SMTPD_QUEUE_USER)
 
 MAN5 =		smtpd.conf.5
-MAN8 =		smtpd.8
+MAN8 =		smtpd.8 mail.maildir.8 mail.mboxfile.8
 MANS =		$(MAN5) $(MAN8)
 
 all: deps build
@@ -42,8 +42,15 @@ all: deps build
 deps:
 	@sh mk/deps.sh $(SMTPD_USER) $(SMTPD_QUEUE_USER) $(CHROOTDIR)
 
+# The delivery helpers are cargo's mail-NAME (no '.' in a crate name);
+# smtpd runs them from its libexec directory as mail.NAME.
+HELPERS =	maildir mboxfile
+
 build:
 	$(BUILDENV) $(CARGO) build --locked --profile $(PROFILE)
+	@for h in $(HELPERS); do \
+		ln -f target/$(PROFILE)/mail-$$h target/$(PROFILE)/mail.$$h; \
+	done
 
 # Every test: unit and integration tests, the regress suite, lints.
 test: deps build

@@ -17,11 +17,16 @@ if [ -z "$mandir" ]; then
 	esac
 fi
 sbin=$destdir$sbindir
+# The delivery helpers, installed in libexecdir.
+helpers="maildir mboxfile"
 man=$destdir$mandir
 
 if [ "$mode" = uninstall ]; then
 	rm -f "$sbin/smtpd" "$sbin/smtpctl"
 	rm -f "$man/man5/smtpd.conf.5" "$man/man8/smtpd.8"
+	for h in $helpers; do
+		rm -f "$destdir$libexecdir/mail.$h" "$man/man8/mail.$h.8"
+	done
 	rmdir "$destdir$libexecdir" 2>/dev/null || true
 	exit 0
 fi
@@ -31,6 +36,11 @@ install -m 555 "$target/smtpd" "$sbin/smtpd"
 install -m 555 "$target/smtpctl" "$sbin/smtpctl"
 install -m 444 smtpd.conf.5 "$man/man5/smtpd.conf.5"
 install -m 444 smtpd.8 "$man/man8/smtpd.8"
+# cargo builds mail-NAME (no '.' in a crate name); smtpd runs mail.NAME.
+for h in $helpers; do
+	install -m 555 "$target/mail-$h" "$destdir$libexecdir/mail.$h"
+	install -m 444 "mail.$h.8" "$man/man8/mail.$h.8"
+done
 
 [ -z "$destdir" ] || exit 0
 case "$(uname -s)" in

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod event;
 pub mod fsync;
+pub mod mailbox;
 pub mod net;
 pub mod pledge;
 pub mod process;

@@ -1,0 +1,70 @@
+//! What the delivery helpers (mail.maildir, mail.mboxfile) need from the
+//! system beyond std: an exclusive lock on a mailbox, and the fsync of a
+//! directory after an entry in it changed.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+/// Takes an exclusive `flock(2)` lock on `f`, waiting for it, and retries
+/// when a signal interrupts the wait. The lock goes when the last
+/// descriptor of the open file is closed.
+///
+/// This is the lock OpenBSD's `O_EXLOCK` takes at open(2) time, which
+/// OpenSMTPD's mail.mboxfile relies on; Linux has no `O_EXLOCK`, so the
+/// helpers lock right after opening, on every system alike. Readers that
+/// use fcntl(2) locks only (some mbox readers on Linux) do not see it.
+pub fn flock_exclusive(f: &File) -> io::Result<()> {
+    loop {
+        // SAFETY: the descriptor is open for as long as `f` is borrowed;
+        // flock takes integers only and touches no memory of ours.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// fsync(2) on the directory `path`, for the entries created, renamed or
+/// removed in it: without it a file may be on the disk and its name not.
+/// A directory opened read-only may be fsynced, so std does it all.
+pub fn fsync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_exclusive_lock_is_refused_while_the_first_is_held() {
+        let path = std::env::temp_dir().join(format!("smtpd-flock-{}", std::process::id()));
+        let a = File::create(&path).unwrap();
+        flock_exclusive(&a).unwrap();
+        // A separate open file description: flock locks are per open
+        // file, so this one must wait; LOCK_NB makes it say so instead.
+        let b = File::open(&path).unwrap();
+        // SAFETY: b is open for the duration of the call.
+        let r = unsafe { libc::flock(b.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(r, -1);
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EWOULDBLOCK)
+        );
+        drop(a);
+        flock_exclusive(&b).unwrap();
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn fsync_dir_works_on_directories_and_reports_missing_ones() {
+        fsync_dir(&std::env::temp_dir()).unwrap();
+        let e = fsync_dir(Path::new("/nonexistent/smtpd-fsync-dir")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+}
