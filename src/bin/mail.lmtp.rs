@@ -55,8 +55,9 @@ enum Conn {
 }
 
 fn main() {
+    // OpenSMTPD prints its name twice here; once is enough.
     if geteuid() == 0 {
-        errx(EX_TEMPFAIL, "mail.lmtp: may not be executed as root");
+        errx(EX_TEMPFAIL, "may not be executed as root");
     }
     let args = args_utf8();
     let mut destination = String::from("localhost");
