@@ -21,7 +21,9 @@ man=$destdir$mandir
 
 if [ "$mode" = uninstall ]; then
 	rm -f "$sbin/smtpd" "$sbin/smtpctl"
+	rm -f "$destdir$libexecdir/mail.lmtp" "$destdir$libexecdir/mail.mda"
 	rm -f "$man/man5/smtpd.conf.5" "$man/man8/smtpd.8"
+	rm -f "$man/man8/mail.lmtp.8" "$man/man8/mail.mda.8"
 	rmdir "$destdir$libexecdir" 2>/dev/null || true
 	exit 0
 fi
@@ -31,6 +33,12 @@ install -m 555 "$target/smtpd" "$sbin/smtpd"
 install -m 555 "$target/smtpctl" "$sbin/smtpctl"
 install -m 444 smtpd.conf.5 "$man/man5/smtpd.conf.5"
 install -m 444 smtpd.8 "$man/man8/smtpd.8"
+# The delivery helpers, under OpenSMTPD's names (a cargo bin's name cannot
+# hold a dot).
+install -m 555 "$target/mail-lmtp" "$destdir$libexecdir/mail.lmtp"
+install -m 555 "$target/mail-mda" "$destdir$libexecdir/mail.mda"
+install -m 444 mail.lmtp.8 "$man/man8/mail.lmtp.8"
+install -m 444 mail.mda.8 "$man/man8/mail.mda.8"
 
 [ -z "$destdir" ] || exit 0
 case "$(uname -s)" in
