@@ -27,7 +27,10 @@ fi
 # nsd: the DNS server the resolver tests run on loopback (tests/common/dns.rs);
 # the tests start their own, so the system's is kept from starting (below).
 # python3, swaks: regress/smtp (its runner, and a real client to talk to smtpd).
-packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks"
+# dovecot-core, dovecot-lmtpd: the LMTP server tests/mail_lmtp.rs runs
+# mail.lmtp against; the tests start their own, so the system's is kept
+# from starting as nsd's is.
+packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks dovecot-core dovecot-lmtpd"
 
 missing=""
 for p in $packages; do
@@ -50,16 +53,20 @@ echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 
 # nsd's postinst starts the system's nsd (invoke-rc.d, or systemctl), which
-# would then hold port 53 on every address. The tests never use port 53,
-# but a DNS server nobody asked for has no business running: while apt
-# installs, a policy-rc.d (see invoke-rc.d(8)) forbids starting services,
-# unless the system already has one; afterwards the service is disabled.
+# would then hold port 53 on every address; dovecot's would serve IMAP and
+# POP3. The tests never use those ports, but servers nobody asked for
+# have no business running: while apt installs, a policy-rc.d (see
+# invoke-rc.d(8)) forbids starting services, unless the system already
+# has one; afterwards the services are disabled.
+services=""
 case " $missing " in
-*" nsd "*) new_nsd=yes ;;
-*) new_nsd=no ;;
+*" nsd "*) services="$services nsd" ;;
+esac
+case " $missing " in
+*" dovecot-core "*) services="$services dovecot" ;;
 esac
 policy=/usr/sbin/policy-rc.d
-if [ "$new_nsd" = yes ] && [ ! -e "$policy" ]; then
+if [ -n "$services" ] && [ ! -e "$policy" ]; then
 	trap 'rm -f "$policy"' EXIT
 	printf '#!/bin/sh\n# mk/deps.sh: no service starts while it installs packages.\nexit 101\n' >"$policy"
 	chmod 755 "$policy"
@@ -70,16 +77,16 @@ apt-get install -y -q $missing >/dev/null || {
 	apt-get install -y -q $missing >/dev/null
 }
 
-if [ "$new_nsd" = yes ]; then
+for service in $services; do
 	if [ -d /run/systemd/system ]; then
-		systemctl disable --now nsd.service >/dev/null 2>&1 || true
+		systemctl disable --now "$service.service" >/dev/null 2>&1 || true
 	else
-		update-rc.d nsd disable >/dev/null 2>&1 || true
+		update-rc.d "$service" disable >/dev/null 2>&1 || true
 		# Not through invoke-rc.d, which asks policy-rc.d first.
-		if [ -x /etc/init.d/nsd ]; then
-			/etc/init.d/nsd stop >/dev/null 2>&1 || true
+		if [ -x "/etc/init.d/$service" ]; then
+			"/etc/init.d/$service" stop >/dev/null 2>&1 || true
 		fi
 	fi
-fi
+done
 [ "$(id -u)" -eq 0 ] && sh "$(dirname "$0")/users.sh" "$@"
 exit 0

@@ -18,7 +18,7 @@ if [ -z "$mandir" ]; then
 fi
 sbin=$destdir$sbindir
 # The delivery helpers, installed in libexecdir.
-helpers="maildir mboxfile"
+helpers="lmtp maildir mboxfile mda"
 man=$destdir$mandir
 
 if [ "$mode" = uninstall ]; then

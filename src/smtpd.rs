@@ -1049,6 +1049,7 @@ pub const MDA_PERMFAIL: i32 = 2;
 pub const EX_OSERR: i32 = 71;
 pub const EX_TEMPFAIL: i32 = 75;
 pub const EX_NOUSER: i32 = 67;
+pub const EX_UNAVAILABLE: i32 = 69;
 pub const EX_NOPERM: i32 = 77;
 
 fn child_end(status: WaitStatus) -> ChildEnd {
