@@ -40,7 +40,10 @@ mod linux {
         capture;
 
     extern "C" {
-        static mut environ: *mut *mut libc::c_char;
+        // libc's environ, which setenv(3) may replace: an AtomicPtr (the
+        // layout of a pointer, with interior mutability) lets it change
+        // under us without a `static mut`.
+        static environ: AtomicPtr<*mut libc::c_char>;
     }
 
     /// The contiguous strings starting at argv[0]: argv's, then those of
@@ -65,7 +68,7 @@ mod linux {
         }
         // SAFETY: environ is the process's environment array; we only read
         // it here, single-threaded.
-        let mut envp = unsafe { environ };
+        let mut envp = unsafe { environ.load(Ordering::Relaxed) };
         while !envp.is_null() {
             // SAFETY: envp walks a NULL-terminated array.
             let p = unsafe { *envp };
@@ -87,7 +90,7 @@ mod linux {
         // process may rewrite; the copies are leaked on purpose (the
         // environment lives as long as the process).
         unsafe {
-            let mut envp = environ;
+            let mut envp = environ.load(Ordering::Relaxed);
             while !envp.is_null() && !(*envp).is_null() {
                 let p = *envp as usize;
                 if p >= start && p < start + len {
