@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::exit;
 
 use smtpd::smtpd::EX_TEMPFAIL;
-use smtpd::sys::mailbox::fsync_dir;
+use smtpd::sys::fsync::fsync_dir;
 use smtpd::sys::unistd::{arc4random, geteuid, gethostname};
 use smtpd::util::getopt::{Getopt, Opt};
 use smtpd::util::log::strerror;

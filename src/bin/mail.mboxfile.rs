@@ -15,7 +15,8 @@ use std::path::Path;
 use std::process::exit;
 
 use smtpd::smtpd::EX_TEMPFAIL;
-use smtpd::sys::mailbox::{flock_exclusive, fsync_dir};
+use smtpd::sys::fsync::fsync_dir;
+use smtpd::sys::mailbox::flock_exclusive;
 use smtpd::sys::unistd::{geteuid, localtime};
 use smtpd::util::getopt::{Getopt, Opt};
 use smtpd::util::log::strerror;

@@ -41,7 +41,7 @@ use crate::queue::queue_backend::{
     queue_generate_evpid, queue_generate_msgid, BackendWalk, Committer, QueueApi, PATH_INCOMING,
     PATH_PURGE, PATH_QUEUE,
 };
-use crate::sys::fsync::{sync_all_parallel, sync_file_range_write};
+use crate::sys::fsync::{fsync_dir, sync_all_parallel, sync_file_range_write};
 use crate::util::util::{ckdir, mvpurge, rmtree};
 
 const PATH_CORRUPT: &str = "corrupt";
@@ -109,12 +109,6 @@ impl QueueFs {
         }
         false
     }
-}
-
-/// fsync(2) on a directory, for the entries created, renamed or removed
-/// in it: without it the file may be safe and its name not.
-fn fsync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
 }
 
 fn mkdir(path: &Path) -> io::Result<()> {

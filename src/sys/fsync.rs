@@ -37,6 +37,13 @@ pub fn sync_file_range_write(_f: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// fsync(2) of the directory `path`, for the entries created, renamed or
+/// removed in it: without it a file may be on the disk and its name not.
+/// A directory opened read-only may be fsynced, so std does it all.
+pub fn fsync_dir(path: &std::path::Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
 /// The most threads sync_all_parallel() runs at once.
 const SYNC_THREADS: usize = 8;
 
@@ -87,6 +94,13 @@ pub fn sync_all_parallel(files: &[File]) -> Vec<io::Result<()>> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn fsync_dir_works_on_directories_and_reports_missing_ones() {
+        fsync_dir(&std::env::temp_dir()).unwrap();
+        let e = fsync_dir(std::path::Path::new("/nonexistent/smtpd-fsync-dir")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
 
     #[test]
     fn sync_all_parallel_reports_each_file_in_order() {

@@ -1,11 +1,10 @@
 //! What the delivery helpers (mail.maildir, mail.mboxfile) need from the
-//! system beyond std: an exclusive lock on a mailbox, and the fsync of a
-//! directory after an entry in it changed.
+//! system beyond std: an exclusive lock on a mailbox. (The fsync of a
+//! directory is sys::fsync::fsync_dir.)
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 
 /// Takes an exclusive `flock(2)` lock on `f`, waiting for it, and retries
 /// when a signal interrupts the wait. The lock goes when the last
@@ -30,13 +29,6 @@ pub fn flock_exclusive(f: &File) -> io::Result<()> {
     }
 }
 
-/// fsync(2) on the directory `path`, for the entries created, renamed or
-/// removed in it: without it a file may be on the disk and its name not.
-/// A directory opened read-only may be fsynced, so std does it all.
-pub fn fsync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,12 +51,5 @@ mod tests {
         drop(a);
         flock_exclusive(&b).unwrap();
         std::fs::remove_file(&path).unwrap();
-    }
-
-    #[test]
-    fn fsync_dir_works_on_directories_and_reports_missing_ones() {
-        fsync_dir(&std::env::temp_dir()).unwrap();
-        let e = fsync_dir(Path::new("/nonexistent/smtpd-fsync-dir")).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 }
