@@ -53,10 +53,14 @@ build:
 	done
 
 # Every test: unit and integration tests, the regress suite, lints.
-test: deps build
+# testusers: the local users the delivery tests deliver to (mk/testusers.sh).
+test: deps testusers build
 	$(BUILDENV) $(CARGO) test --locked
 	$(MAKE) regress
 	$(MAKE) lint
+
+testusers:
+	@sh mk/testusers.sh
 
 regress: build
 	@sh regress/run.sh $(SMTPD)
@@ -90,4 +94,4 @@ clean:
 	$(CARGO) clean
 	rm -rf run fuzz/target
 
-.PHONY: all deps build test regress lint bench fuzz run install uninstall clean
+.PHONY: all deps testusers build test regress lint bench fuzz run install uninstall clean
