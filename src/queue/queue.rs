@@ -21,22 +21,40 @@ use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Duration;
 
-use super::envelope::{evpid_to_msgid, Envelope};
+use super::envelope::{
+    envelope_set_errormsg, envelope_set_esc_class, envelope_set_esc_code, evpid_to_msgid,
+    BounceType, DeliveryBounce, DeliveryType, DsnNotify, Envelope,
+};
 use super::queue_backend::{
-    queue_envelope_create, queue_envelope_walk, queue_message_commit, queue_message_commit_begin,
+    queue_envelope_create, queue_envelope_delete, queue_envelope_load, queue_envelope_update,
+    queue_envelope_walk, queue_message_commit, queue_message_commit_begin,
     queue_message_commit_end, queue_message_committer, queue_message_create, queue_message_delete,
-    queue_message_fd_rw, queue_open, CommitBatch, Committer, QueueBackend, QueueWalk,
+    queue_message_fd_r, queue_message_fd_rw, queue_open, CommitBatch, Committer, QueueBackend,
+    QueueWalk,
 };
 use crate::config::config::{config_peer, env, QueueFlags};
 use crate::io::event::{EvFlags, EventBase, EventId};
 use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::{
-    m_add_envelope, m_add_evpid, m_add_id, m_add_int, m_add_msgid, m_close, m_create, m_end,
-    m_get_envelope, m_get_id, m_get_msgid, m_msg, ImsgType, ProcType,
+    m_add_envelope, m_add_evpid, m_add_id, m_add_int, m_add_msgid, m_add_u32, m_close, m_create,
+    m_end, m_forward, m_get_envelope, m_get_evpid, m_get_id, m_get_int, m_get_msgid, m_get_string,
+    m_msg, ImsgType, ProcType,
 };
 use crate::pathnames::{path_spool, SMTPD_QUEUE_USER, SMTPD_USER};
+use crate::scheduler::scheduler::BounceReqMsg;
 use crate::smtpd::{child_imsg_common, child_privdrop, imsg_to_str, Peers};
 use crate::sys::process::exit_now;
+use crate::util::esc::{
+    ESC_DELIVERY_TIME_EXPIRED, ESC_ROUTING_LOOP_DETECTED, ESC_STATUS_OK, ESC_STATUS_PERMFAIL,
+    ESC_STATUS_TEMPFAIL,
+};
+use crate::util::to::duration_to_text;
+use crate::util::util::time_now;
+
+/// A bounce envelope's ttl: a week, as OpenSMTPD's queue_bounce().
+const BOUNCE_TTL: i64 = 3600 * 24 * 7;
+/// MTA_EXT_DSN: the relay that took the message offered DSN.
+const MTA_EXT_DSN: i32 = 0x400;
 
 /// A commit waiting for the batch: who asked, their request, the message.
 struct PendingCommit {
@@ -115,20 +133,88 @@ fn queue_imsg(s: &mut Queue, base: &mut EventBase<Queue>, from: ProcType, imsg: 
             m_add_int(p, 1);
             m_close(p);
         }
-        Some(
-            IMSG_SCHED_ENVELOPE_BOUNCE
-            | IMSG_SCHED_ENVELOPE_DELIVER
-            | IMSG_SCHED_ENVELOPE_EXPIRE
-            | IMSG_SCHED_ENVELOPE_INJECT
-            | IMSG_SCHED_ENVELOPE_REMOVE
-            | IMSG_SCHED_ENVELOPE_TRANSFER,
-        ) => {
-            // The envelope stays in the spool and in flight in the
-            // scheduler until delivery exists: held, never dropped.
+        Some(IMSG_SCHED_ENVELOPE_REMOVE) => queue_imsg_envelope_remove(s, m_get_evpid_only(&imsg)),
+        Some(IMSG_SCHED_ENVELOPE_EXPIRE) => queue_imsg_envelope_expire(s, m_get_evpid_only(&imsg)),
+        Some(IMSG_SCHED_ENVELOPE_BOUNCE) => queue_imsg_envelope_bounce(s, &imsg),
+        Some(IMSG_SCHED_ENVELOPE_DELIVER) => {
+            queue_imsg_envelope_deliver(s, m_get_evpid_only(&imsg), IMSG_QUEUE_DELIVER)
+        }
+        Some(IMSG_SCHED_ENVELOPE_TRANSFER) => {
+            queue_imsg_envelope_deliver(s, m_get_evpid_only(&imsg), IMSG_QUEUE_TRANSFER)
+        }
+        Some(IMSG_SCHED_ENVELOPE_INJECT) => {
+            // Bounces are written by bounce.c, which comes next: until
+            // then the bounce envelope stays queued and in flight.
             log_warnx!(
-                "warn: queue: {} is not implemented yet, the envelope is held",
-                imsg_to_str(imsg.hdr.type_)
+                "warn: queue: bounce of {:016x} is not implemented yet, the envelope is held",
+                m_get_evpid_only(&imsg)
             );
+        }
+        Some(t @ (IMSG_MDA_OPEN_MESSAGE | IMSG_MTA_OPEN_MESSAGE)) => {
+            let mut m = m_msg(&imsg);
+            let reqid = m_get_id(&mut m);
+            let msgid = m_get_msgid(&mut m);
+            m_end(&m);
+            let fd: Option<OwnedFd> = queue_message_fd_r(&mut s.backend, msgid).map(Into::into);
+            let p = s.peers.p(from);
+            m_create(p, t, 0, 0, fd);
+            m_add_id(p, reqid);
+            m_close(p);
+        }
+        Some(t @ (IMSG_MDA_DELIVERY_OK | IMSG_MTA_DELIVERY_OK)) => {
+            let mut m = m_msg(&imsg);
+            let evpid = m_get_evpid(&mut m);
+            let mta_ext = if t == IMSG_MTA_DELIVERY_OK {
+                m_get_int(&mut m)
+            } else {
+                0
+            };
+            m_end(&m);
+            queue_imsg_delivery_ok(s, evpid, t == IMSG_MTA_DELIVERY_OK, mta_ext);
+        }
+        Some(IMSG_MDA_DELIVERY_TEMPFAIL | IMSG_MTA_DELIVERY_TEMPFAIL) => {
+            let mut m = m_msg(&imsg);
+            let evpid = m_get_evpid(&mut m);
+            let reason = m_get_string(&mut m).unwrap_or_default().to_string();
+            let code = m_get_int(&mut m);
+            m_end(&m);
+            queue_imsg_delivery_tempfail(s, evpid, &reason, code);
+        }
+        Some(IMSG_MDA_DELIVERY_PERMFAIL | IMSG_MTA_DELIVERY_PERMFAIL) => {
+            let mut m = m_msg(&imsg);
+            let evpid = m_get_evpid(&mut m);
+            let reason = m_get_string(&mut m).unwrap_or_default().to_string();
+            let code = m_get_int(&mut m);
+            m_end(&m);
+            queue_imsg_delivery_permfail(s, evpid, &reason, code);
+        }
+        Some(IMSG_MDA_DELIVERY_LOOP | IMSG_MTA_DELIVERY_LOOP) => {
+            queue_imsg_delivery_loop(s, m_get_evpid_only(&imsg))
+        }
+        Some(IMSG_MDA_DELIVERY_HOLD | IMSG_MTA_DELIVERY_HOLD) => {
+            imsg.hdr.type_ = IMSG_QUEUE_HOLDQ_HOLD as u32;
+            m_forward(s.peers.p(ProcType::PROC_SCHEDULER), &mut imsg);
+        }
+        Some(IMSG_MTA_SCHEDULE) => {
+            imsg.hdr.type_ = IMSG_QUEUE_ENVELOPE_SCHEDULE as u32;
+            m_forward(s.peers.p(ProcType::PROC_SCHEDULER), &mut imsg);
+        }
+        Some(t @ (IMSG_MDA_HOLDQ_RELEASE | IMSG_MTA_HOLDQ_RELEASE)) => {
+            let mut m = m_msg(&imsg);
+            let holdq = m_get_id(&mut m);
+            let v = m_get_int(&mut m);
+            m_end(&m);
+            let type_ = if t == IMSG_MTA_HOLDQ_RELEASE {
+                DeliveryType::Mta
+            } else {
+                DeliveryType::Mda
+            };
+            let p = s.peers.p(ProcType::PROC_SCHEDULER);
+            m_create(p, IMSG_QUEUE_HOLDQ_RELEASE, 0, 0, None);
+            m_add_int(p, type_ as i32);
+            m_add_id(p, holdq);
+            m_add_int(p, v);
+            m_close(p);
         }
         _ => {
             let _ = crate::ipc::imsg::imsg_get_fd(&mut imsg);
@@ -363,6 +449,255 @@ fn queue_rollback(s: &mut Queue, msgid: u32) {
     m_create(p, ImsgType::IMSG_QUEUE_MESSAGE_ROLLBACK, 0, 0, None);
     m_add_msgid(p, msgid);
     m_close(p);
+}
+
+/// The envelope id of a message that holds only that.
+fn m_get_evpid_only(imsg: &Imsg) -> u64 {
+    let mut m = m_msg(imsg);
+    let evpid = m_get_evpid(&mut m);
+    m_end(&m);
+    evpid
+}
+
+/// The scheduler forgets an envelope the queue cannot load: one it had
+/// handed out (`inflight`) or one it still holds.
+fn queue_scheduler_remove(s: &mut Queue, evpid: u64, inflight: bool) {
+    let p = s.peers.p(ProcType::PROC_SCHEDULER);
+    m_create(p, ImsgType::IMSG_QUEUE_ENVELOPE_REMOVE, 0, 0, None);
+    m_add_evpid(p, evpid);
+    m_add_u32(p, u32::from(inflight));
+    m_close(p);
+}
+
+/// The envelope of a delivery result, or None once the scheduler has
+/// been told to forget it.
+fn queue_delivery_envelope(s: &mut Queue, evpid: u64, what: &str) -> Option<Envelope> {
+    let evp = queue_envelope_load(&mut s.backend, evpid);
+    if evp.is_none() {
+        log_warnx!("queue: {what}: failed to load envelope");
+        queue_scheduler_remove(s, evpid, true);
+    }
+    evp
+}
+
+fn queue_scheduler_ack(s: &mut Queue, t: ImsgType, evpid: u64) {
+    let p = s.peers.p(ProcType::PROC_SCHEDULER);
+    m_create(p, t, 0, 0, None);
+    m_add_evpid(p, evpid);
+    m_close(p);
+}
+
+/// IMSG_SCHED_ENVELOPE_REMOVE: `smtpctl remove`.
+fn queue_imsg_envelope_remove(s: &mut Queue, evpid: u64) {
+    queue_scheduler_ack(s, ImsgType::IMSG_QUEUE_ENVELOPE_ACK, evpid);
+    // Already removed by the scheduler.
+    let Some(evp) = queue_envelope_load(&mut s.backend, evpid) else {
+        return;
+    };
+    queue_log(&evp, "Remove", "Removed by administrator");
+    queue_envelope_delete(&mut s.backend, evpid);
+}
+
+/// IMSG_SCHED_ENVELOPE_EXPIRE: the envelope outlived its ttl; its
+/// sender learns it failed.
+fn queue_imsg_envelope_expire(s: &mut Queue, evpid: u64) {
+    queue_scheduler_ack(s, ImsgType::IMSG_QUEUE_ENVELOPE_ACK, evpid);
+    let Some(mut evp) = queue_envelope_load(&mut s.backend, evpid) else {
+        return;
+    };
+    envelope_set_errormsg(&mut evp, format_args!("Envelope expired"));
+    envelope_set_esc_class(&mut evp, ESC_STATUS_PERMFAIL);
+    envelope_set_esc_code(&mut evp, ESC_DELIVERY_TIME_EXPIRED);
+    let bounce = DeliveryBounce {
+        type_: BounceType::Failed,
+        ..DeliveryBounce::default()
+    };
+    queue_bounce(s, &evp, &bounce);
+    queue_log(&evp, "Expire", "Envelope expired");
+    queue_envelope_delete(&mut s.backend, evpid);
+}
+
+/// IMSG_SCHED_ENVELOPE_BOUNCE: a delay warning is due.
+fn queue_imsg_envelope_bounce(s: &mut Queue, imsg: &Imsg) {
+    let Some(req) = BounceReqMsg::from_bytes(&imsg.data) else {
+        fatalx!(
+            "queue_imsg: {} of {} bytes",
+            imsg_to_str(imsg.hdr.type_),
+            imsg.data.len()
+        )
+    };
+    let Some(mut evp) = queue_envelope_load(&mut s.backend, req.evpid) else {
+        log_warnx!("queue: bounce: failed to load envelope");
+        queue_scheduler_remove(s, req.evpid, false);
+        return;
+    };
+    queue_bounce(s, &evp, &req.bounce);
+    evp.lastbounce = req.timestamp;
+    if !queue_envelope_update(&mut s.backend, &evp) {
+        log_warnx!("warn: could not update envelope {:016x}", req.evpid);
+    }
+}
+
+/// IMSG_SCHED_ENVELOPE_DELIVER and _TRANSFER: the envelope goes to the
+/// MDA (IMSG_QUEUE_DELIVER) or the MTA (IMSG_QUEUE_TRANSFER).
+fn queue_imsg_envelope_deliver(s: &mut Queue, evpid: u64, to: ImsgType) {
+    let what = if to == ImsgType::IMSG_QUEUE_DELIVER {
+        "deliver"
+    } else {
+        "transfer"
+    };
+    let Some(mut evp) = queue_delivery_envelope(s, evpid, what) else {
+        return;
+    };
+    evp.lasttry = time_now();
+    let p = s.peers.p(ProcType::PROC_DISPATCHER);
+    m_create(p, to, 0, 0, None);
+    m_add_envelope(p, &evp);
+    m_close(p);
+}
+
+/// IMSG_MDA_DELIVERY_OK and IMSG_MTA_DELIVERY_OK: delivered; a success
+/// DSN if the sender asked for one and no MTA peer took that over.
+fn queue_imsg_delivery_ok(s: &mut Queue, evpid: u64, mta: bool, mta_ext: i32) {
+    let Some(mut evp) = queue_envelope_load(&mut s.backend, evpid) else {
+        log_warnx!("queue: dsn: failed to load envelope");
+        return;
+    };
+    if evp.dsn_notify.contains(DsnNotify::DSN_SUCCESS) {
+        let mut bounce = DeliveryBounce {
+            type_: BounceType::Delivered,
+            dsn_ret: evp.dsn_ret,
+            ..DeliveryBounce::default()
+        };
+        envelope_set_esc_class(&mut evp, ESC_STATUS_OK);
+        if !mta {
+            queue_bounce(s, &evp, &bounce);
+        } else if mta_ext & MTA_EXT_DSN == 0 {
+            bounce.mta_without_dsn = true;
+            queue_bounce(s, &evp, &bounce);
+        }
+    }
+    queue_envelope_delete(&mut s.backend, evpid);
+    queue_scheduler_ack(s, ImsgType::IMSG_QUEUE_DELIVERY_OK, evpid);
+}
+
+/// IMSG_MDA_DELIVERY_TEMPFAIL and IMSG_MTA_DELIVERY_TEMPFAIL: the error
+/// is recorded and the scheduler plans the next try.
+fn queue_imsg_delivery_tempfail(s: &mut Queue, evpid: u64, reason: &str, code: i32) {
+    let Some(mut evp) = queue_delivery_envelope(s, evpid, "tempfail") else {
+        return;
+    };
+    envelope_set_errormsg(&mut evp, format_args!("{reason}"));
+    envelope_set_esc_class(&mut evp, ESC_STATUS_TEMPFAIL);
+    envelope_set_esc_code(&mut evp, code as u8);
+    evp.retry = evp.retry.wrapping_add(1);
+    if !queue_envelope_update(&mut s.backend, &evp) {
+        log_warnx!("warn: could not update envelope {evpid:016x}");
+    }
+    let p = s.peers.p(ProcType::PROC_SCHEDULER);
+    m_create(p, ImsgType::IMSG_QUEUE_DELIVERY_TEMPFAIL, 0, 0, None);
+    m_add_envelope(p, &evp);
+    m_close(p);
+}
+
+/// IMSG_MDA_DELIVERY_PERMFAIL and IMSG_MTA_DELIVERY_PERMFAIL: bounced.
+fn queue_imsg_delivery_permfail(s: &mut Queue, evpid: u64, reason: &str, code: i32) {
+    let Some(mut evp) = queue_delivery_envelope(s, evpid, "permfail") else {
+        return;
+    };
+    envelope_set_errormsg(&mut evp, format_args!("{reason}"));
+    envelope_set_esc_class(&mut evp, ESC_STATUS_PERMFAIL);
+    envelope_set_esc_code(&mut evp, code as u8);
+    queue_bounce_failed(s, &evp);
+    queue_envelope_delete(&mut s.backend, evpid);
+    queue_scheduler_ack(s, ImsgType::IMSG_QUEUE_DELIVERY_PERMFAIL, evpid);
+}
+
+/// IMSG_MDA_DELIVERY_LOOP and IMSG_MTA_DELIVERY_LOOP: the message came
+/// back to a recipient it had been delivered to. C bounces it with a
+/// temporary status, which bounce.c words as a delay; it failed for
+/// good, so it is bounced as failed (smtpd.8).
+fn queue_imsg_delivery_loop(s: &mut Queue, evpid: u64) {
+    let Some(mut evp) = queue_delivery_envelope(s, evpid, "loop") else {
+        return;
+    };
+    envelope_set_errormsg(&mut evp, format_args!("Loop detected"));
+    envelope_set_esc_class(&mut evp, ESC_STATUS_PERMFAIL);
+    envelope_set_esc_code(&mut evp, ESC_ROUTING_LOOP_DETECTED);
+    queue_bounce_failed(s, &evp);
+    queue_envelope_delete(&mut s.backend, evp.id);
+    queue_scheduler_ack(s, ImsgType::IMSG_QUEUE_DELIVERY_LOOP, evp.id);
+}
+
+fn queue_bounce_failed(s: &mut Queue, evp: &Envelope) {
+    let bounce = DeliveryBounce {
+        type_: BounceType::Failed,
+        ..DeliveryBounce::default()
+    };
+    queue_bounce(s, evp, &bounce);
+}
+
+/// queue_bounce(): a bounce envelope for `e`, in the same message,
+/// unless the sender asked for none, `e` is a bounce itself, or there
+/// is no one to send it to. It is on disk before `e` goes.
+fn queue_bounce(s: &mut Queue, e: &Envelope, d: &DeliveryBounce) {
+    if e.dsn_notify.contains(DsnNotify::DSN_NEVER) {
+        return;
+    }
+    let mut b = e.clone();
+    b.type_ = DeliveryType::Bounce;
+    b.agent_bounce = *d;
+    b.retry = 0;
+    b.lasttry = 0;
+    b.creation = time_now();
+    b.ttl = BOUNCE_TTL;
+    if b.id == 0 {
+        log_warnx!("warn: queue_bounce: evpid=0");
+    }
+    if evpid_to_msgid(b.id) == 0 {
+        log_warnx!("warn: queue_bounce: msgid=0, evpid={:016x}", b.id);
+    }
+    if e.type_ == DeliveryType::Bounce {
+        log_warnx!("warn: queue: double bounce!");
+    } else if e.sender.user.is_empty() {
+        log_warnx!("warn: queue: no return path!");
+    } else if !queue_envelope_create(&mut s.backend, &mut b) {
+        log_warnx!("warn: queue: cannot bounce!");
+    } else {
+        log_debug!(
+            "debug: queue: bouncing evp:{:016x} as evp:{:016x}",
+            e.id,
+            b.id
+        );
+        queue_scheduler_submit(s, &b);
+        queue_scheduler_commit(s, evpid_to_msgid(b.id));
+    }
+}
+
+/// queue_log(): the line of an envelope removed or expired.
+fn queue_log(e: &Envelope, prefix: &str, status: &str) {
+    let rcpt = if e.rcpt.user != e.dest.user || e.rcpt.domain != e.dest.domain {
+        format!("{}@{}", e.rcpt.user, e.rcpt.domain)
+    } else {
+        "-".to_string()
+    };
+    log_info!(
+        "{}: {} for {:016x}: from=<{}@{}>, to=<{}@{}>, rcpt=<{}>, delay={}, stat={}",
+        if e.type_ == DeliveryType::Mda {
+            "delivery"
+        } else {
+            "relay"
+        },
+        prefix,
+        e.id,
+        e.sender.user,
+        e.sender.domain,
+        e.dest.user,
+        e.dest.domain,
+        rcpt,
+        duration_to_text(time_now() - e.creation),
+        status
+    );
 }
 
 /// queue_shutdown().
