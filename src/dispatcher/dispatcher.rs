@@ -1,11 +1,13 @@
 //! dispatcher.c: the process that speaks SMTP, in both directions, and
 //! drives local deliveries (OpenSMTPD dispatcher.c 1.3).
 //!
-//! So far the SMTP server (smtp.rs, smtp_session.rs, proxy.rs) and the
-//! resolver's answers; the MTA and the MDA arrive with their issues.
+//! So far the SMTP server (smtp.rs, smtp_session.rs, proxy.rs), local
+//! delivery (mda.rs) and the resolver's answers; the MTA arrives with
+//! its issue.
 
 use std::collections::HashMap;
 
+use super::mda::{mda_imsg, mda_io, Mda};
 use super::proxy::{proxy_io, ProxySession};
 use super::smtp::{smtp_configure, smtp_imsg, smtp_postfork, Smtp};
 use super::smtp_session::smtp_io;
@@ -25,6 +27,8 @@ pub struct Dispatcher {
     pub smtp: Smtp,
     /// Connections whose PROXY header is being read.
     pub proxies: HashMap<u64, ProxySession>,
+    /// Local deliveries (mda.c).
+    pub mda: Mda,
 }
 
 crate::impl_mproc_owner!(Dispatcher, dispatcher_imsg);
@@ -42,14 +46,20 @@ impl IoOwner for Dispatcher {
         if let Some(s) = self.smtp.sessions.get_mut(&key) {
             return Some(&mut s.io);
         }
-        self.proxies.get_mut(&key).map(|p| &mut p.io)
+        if let Some(p) = self.proxies.get_mut(&key) {
+            return Some(&mut p.io);
+        }
+        self.mda.io(key)
     }
 
     fn io_ref(&self, key: u64) -> Option<&Io> {
         if let Some(s) = self.smtp.sessions.get(&key) {
             return Some(&s.io);
         }
-        self.proxies.get(&key).map(|p| &p.io)
+        if let Some(p) = self.proxies.get(&key) {
+            return Some(&p.io);
+        }
+        self.mda.io_ref(key)
     }
 
     fn io_callback(&mut self, base: &mut EventBase<Self>, key: u64, evt: IoEvent) {
@@ -57,6 +67,8 @@ impl IoOwner for Dispatcher {
             smtp_io(self, base, key, evt);
         } else if self.proxies.contains_key(&key) {
             proxy_io(self, base, key, evt);
+        } else if self.mda.has_session(key) {
+            mda_io(self, base, key, evt);
         }
     }
 }
@@ -95,6 +107,13 @@ fn dispatcher_imsg(
             | IMSG_CTL_PAUSE_SMTP
             | IMSG_CTL_RESUME_SMTP,
         ) => smtp_imsg(s, base, from as u64, imsg),
+        Some(
+            IMSG_MDA_LOOKUP_USERINFO
+            | IMSG_QUEUE_DELIVER
+            | IMSG_MDA_OPEN_MESSAGE
+            | IMSG_MDA_FORK
+            | IMSG_MDA_DONE,
+        ) => mda_imsg(s, base, imsg),
         _ => fatalx!(
             "dispatcher_imsg: unexpected {} imsg",
             imsg_to_str(imsg.hdr.type_)
@@ -134,6 +153,7 @@ pub fn dispatcher(mut peers: Peers) -> ! {
         resolver: Resolver::default(),
         smtp,
         proxies: HashMap::new(),
+        mda: Mda::default(),
     };
     if let Err(e) = base.event_dispatch(&mut s) {
         fatal!(e, "event_dispatch");

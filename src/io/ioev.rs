@@ -66,11 +66,13 @@ bitflags! {
 pub const IO_IN: IoFlags = IoFlags::IO_PAUSE_IN;
 pub const IO_OUT: IoFlags = IoFlags::IO_PAUSE_OUT;
 
-/// The socket under an io: TCP, or a unix socket (local submission).
+/// The socket under an io: TCP, a unix socket (local submission), or
+/// the pipe to a delivery agent's stdin (the MDA), set non-blocking.
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Pipe(std::fs::File),
 }
 
 impl Stream {
@@ -78,6 +80,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Pipe(s) => s.read(buf),
         }
     }
 
@@ -85,6 +88,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Pipe(s) => s.write(buf),
         }
     }
 
@@ -92,6 +96,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Pipe(s) => s.as_raw_fd(),
         }
     }
 }

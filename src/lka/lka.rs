@@ -16,7 +16,7 @@ use crate::io::event::{EvFlags, EventBase};
 use crate::ipc::imsg::imsg_get_fd;
 use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::{
-    m_add_id, m_add_int, m_add_string, m_close, m_create, m_end, m_get_envelope, m_get_id,
+    m_add_data, m_add_id, m_add_int, m_add_string, m_close, m_create, m_end, m_get_envelope, m_get_id,
     m_get_mailaddr, m_get_sockaddr, m_get_string, m_msg,
 };
 use crate::ipc::mproc::{mproc_disable, mproc_enable, ImsgType, ProcType};
@@ -27,7 +27,8 @@ use crate::lka::lka_session::{
 use crate::pathnames::SMTPD_USER;
 use crate::smtpd::{child_imsg_common, child_privdrop, imsg_to_str, Peers};
 use crate::sys::process::exit_now;
-use crate::table::table::{table_find, table_lookup, Lookup, TableService};
+use crate::dispatcher::mda::{userinfo_encode, USERINFO_SIZE};
+use crate::table::table::{table_find, table_lookup, Lookup, TableService, Userinfo};
 use crate::util::mailaddr::Mailaddr;
 use crate::util::util::mailaddr_match;
 use std::collections::HashMap;
@@ -89,6 +90,7 @@ fn lka_imsg(s: &mut Lka, base: &mut EventBase<Lka>, from: ProcType, imsg: Option
             lka_session(s, reqid, evp);
         }
         Some(IMSG_SMTP_LOOKUP_HELO) => lka_imsg_lookup_helo(s, from, &imsg),
+        Some(IMSG_MDA_LOOKUP_USERINFO) => lka_imsg_lookup_userinfo(s, from, &imsg),
         Some(IMSG_LKA_OPEN_FORWARD) => {
             let Some(fwreq) = ForwardReq::from_bytes(&imsg.data) else {
                 fatalx!(
@@ -151,6 +153,50 @@ fn lka_imsg_lookup_helo(s: &mut Lka, from: ProcType, imsg: &Imsg) {
         m_add_string(p, name.as_deref());
     }
     m_close(p);
+}
+
+/// IMSG_MDA_LOOKUP_USERINFO: the account a local delivery runs as, from
+/// the action's userbase, as struct userinfo's bytes.
+fn lka_imsg_lookup_userinfo(s: &mut Lka, from: ProcType, imsg: &Imsg) {
+    let mut m = m_msg(imsg);
+    let reqid = m_get_id(&mut m);
+    let tablename = m_get_string(&mut m).unwrap_or_default();
+    let username = m_get_string(&mut m).unwrap_or_default();
+    m_end(&m);
+    let (mut ret, userinfo) = lka_userinfo(tablename, username);
+    let mut data = vec![0u8; USERINFO_SIZE];
+    if let Some(u) = userinfo {
+        if let Err(e) = userinfo_encode(&u, &mut data) {
+            log_warnx!("warn: userinfo {tablename}:{username}: {e}");
+            ret = LKA_PERMFAIL;
+        }
+    }
+    let p = s.peers.p(from);
+    m_create(p, ImsgType::IMSG_MDA_LOOKUP_USERINFO, 0, 0, None);
+    m_add_id(p, reqid);
+    m_add_int(p, ret);
+    if ret == LKA_OK {
+        m_add_data(p, &data);
+    }
+    m_close(p);
+}
+
+/// lka_userinfo(): a user of a userbase table.
+fn lka_userinfo(tablename: &str, username: &str) -> (i32, Option<Userinfo>) {
+    log_debug!("debug: lka: userinfo {tablename}:{username}");
+    let conf = crate::config::config::env();
+    let Some(table) = table_find(conf, tablename) else {
+        log_warnx!("warn: cannot find user table {tablename}");
+        return (LKA_TEMPFAIL, None);
+    };
+    match table_lookup(conf, table, TableService::K_USERINFO, username) {
+        Err(_) => {
+            log_warnx!("warn: failure during userinfo lookup {tablename}:{username}");
+            (LKA_TEMPFAIL, None)
+        }
+        Ok(Some(Lookup::Userinfo(u))) => (LKA_OK, Some(u)),
+        Ok(_) => (LKA_PERMFAIL, None),
+    }
 }
 
 /// lka_addrname(): the `hostnames` entry of an address.

@@ -529,9 +529,9 @@ pub fn scheduler(mut peers: Peers, backend_scheduler: &str) -> ! {
         backend,
         ev,
         ninflight: 0,
-        // Nothing delivers yet (the MDA and the MTA are the next issues):
-        // the scheduler holds every envelope as if both were paused.
-        sc_flags: conf.sc_flags | SMTPD_MDA_PAUSED | SMTPD_MTA_PAUSED,
+        // Nothing relays yet (the MTA is a later issue): the scheduler
+        // holds every relayed envelope as if the MTA were paused.
+        sc_flags: conf.sc_flags | SMTPD_MTA_PAUSED,
         conf,
     };
     scheduler_reset_events(&mut s, &mut base);
