@@ -12,17 +12,14 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use common::{poll_until, skip_unless_root, TestDir};
+use common::dovecot::Dovecot;
+use common::{skip_unless_root, TestDir};
 
-const DOVECOT: &str = "/usr/sbin/dovecot";
 /// nobody: who mail.lmtp runs as, and who owns the maildirs.
 const NOBODY: u32 = 65534;
 const EX_UNAVAILABLE: i32 = 69;
@@ -35,122 +32,6 @@ const MESSAGE: &str = "From: sender@example.org\n\
                        ..and one with two\n\
                        .\n\
                        last line\n";
-
-/// A private dovecot, stopped when dropped.
-struct Dovecot {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Dovecot {
-    /// Starts dovecot in `dir` with the user alice; None (and a note) when
-    /// the test cannot run here.
-    fn start(test: &str, dir: &Path) -> Option<Dovecot> {
-        if skip_unless_root(test) {
-            return None;
-        }
-        if !Path::new(DOVECOT).exists() {
-            eprintln!(
-                "note: {test}: skipped, {DOVECOT} is missing \
-                 (mk/deps.sh installs dovecot-core and dovecot-lmtpd, as root on Debian)"
-            );
-            return None;
-        }
-        let mail = dir.join("mail");
-        fs::create_dir(&mail).expect("create mail/");
-        std::os::unix::fs::chown(&mail, Some(NOBODY), Some(NOBODY)).expect("chown mail/");
-        fs::write(
-            dir.join("users"),
-            format!(
-                "alice:{{PLAIN}}secret:{NOBODY}:{NOBODY}::{}::\n",
-                mail.display()
-            ),
-        )
-        .expect("write users");
-        let port = free_port();
-        let d = dir.display();
-        let conf = format!(
-            "base_dir = {d}/dovecot\n\
-             state_dir = {d}/dovecot-state\n\
-             instance_name = smtpd-test-lmtp-{pid}-{port}\n\
-             protocols = lmtp\n\
-             listen = 127.0.0.1\n\
-             log_path = {d}/dovecot.log\n\
-             ssl = no\n\
-             first_valid_uid = 1\n\
-             auth_username_format = %Ln\n\
-             mail_location = maildir:{d}/mail/%n\n\
-             passdb {{\n  driver = passwd-file\n  args = {d}/users\n}}\n\
-             userdb {{\n  driver = passwd-file\n  args = {d}/users\n}}\n\
-             service lmtp {{\n\
-               inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n\
-               unix_listener lmtp {{\n    mode = 0666\n  }}\n\
-             }}\n",
-            pid = std::process::id(),
-        );
-        fs::write(dir.join("dovecot.conf"), conf).expect("write dovecot.conf");
-        let child = Command::new(DOVECOT)
-            .arg("-F")
-            .arg("-c")
-            .arg(dir.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start dovecot");
-        let dovecot = Dovecot {
-            child,
-            dir: dir.to_path_buf(),
-            port,
-        };
-        let ready = poll_until(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && UnixStream::connect(dovecot.socket()).is_ok()
-        });
-        assert!(
-            ready,
-            "dovecot did not come up: {}",
-            fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
-        );
-        Some(dovecot)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("dovecot").join("lmtp")
-    }
-
-    fn inet(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The messages in a user's maildir new/.
-    fn delivered(&self, user: &str) -> Vec<String> {
-        let new = self.dir.join("mail").join(user).join("new");
-        let Ok(entries) = fs::read_dir(new) else {
-            return Vec::new();
-        };
-        entries
-            .map(|e| fs::read_to_string(e.expect("entry").path()).expect("read message"))
-            .collect()
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = smtpd::sys::process::kill(self.child.id() as i32, libc::SIGTERM);
-        if !poll_until(Duration::from_secs(10), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("local_addr").port()
-}
 
 struct Run {
     code: i32,

@@ -15,8 +15,12 @@ use std::net::TcpStream;
 
 use std::time::{Duration, Instant};
 
-use common::smtp::{code, queued, send_message, start, start_with_args, Client};
+use common::smtp::{code, queued, send_message, start_with_args, Client};
 use common::{poll_until, skip_unless_root, TestDir};
+
+/// These tests look at what the daemon received: local delivery is
+/// paused, so that every message stays in the spool.
+const HOLD: &[&str] = &["-P", "mda"];
 
 #[test]
 fn a_message_is_in_the_queue_when_250_comes() {
@@ -24,7 +28,7 @@ fn a_message_is_in_the_queue_when_250_comes() {
         return;
     }
     let dir = TestDir::new("smtp-one");
-    let d = start(&dir, None);
+    let d = start_with_args(&dir, None, HOLD);
     let mut c = Client::connect(dir.port);
     let banner = c.reply().remove(0);
     assert!(
@@ -94,7 +98,7 @@ fn pipelined_commands_are_answered_in_order_after_ehlo() {
         return;
     }
     let dir = TestDir::new("smtp-pipe");
-    let _d = start(&dir, None);
+    let _d = start_with_args(&dir, None, HOLD);
     let mut c = Client::connect(dir.port);
     c.reply();
     let ehlo = {
@@ -119,7 +123,7 @@ fn pipelining_before_ehlo_is_refused_as_opensmtpd_does() {
         return;
     }
     let dir = TestDir::new("smtp-early");
-    let _d = start(&dir, None);
+    let _d = start_with_args(&dir, None, HOLD);
     let mut c = Client::connect(dir.port);
     c.reply();
     c.send(b"HELO client.example\r\nMAIL FROM:<a@example.org>\r\n");
@@ -136,7 +140,7 @@ fn a_bare_lf_terminator_does_not_end_the_data() {
         return;
     }
     let dir = TestDir::new("smtp-smuggle");
-    let _d = start(&dir, None);
+    let _d = start_with_args(&dir, None, HOLD);
     let mut c = Client::connect(dir.port);
     c.reply();
     c.cmd("EHLO client.example");
@@ -220,7 +224,7 @@ fn accepted_messages_survive_sigkill_of_the_whole_tree() {
     let dir = TestDir::new("smtp-crash");
     let mut all = Outcome::default();
     for round in 0..4 {
-        let d = start(&dir, None);
+        let d = start_with_args(&dir, None, HOLD);
         let port = dir.port;
         let first = round * 100_000;
         let client = std::thread::spawn(move || {
@@ -248,7 +252,7 @@ fn accepted_messages_survive_sigkill_of_the_whole_tree() {
     }
     // A daemon started on that spool keeps every message it acknowledged,
     // intact; a message whose data never ended is not there.
-    let _d = start(&dir, None);
+    let _d = start_with_args(&dir, None, HOLD);
     let q = queued(&dir.spool());
     let mut found = std::collections::HashMap::new();
     for (path, files) in &q {
@@ -297,7 +301,7 @@ fn smtp_paused_at_start_greets_nobody() {
     let dir = TestDir::new("smtp-paused");
     // The listener is bound (the kernel completes the connection) but
     // not served: no banner comes, as with OpenSMTPD's -P smtp.
-    let d = start_with_args(&dir, None, &["-P", "smtp"]);
+    let d = start_with_args(&dir, None, &["-P", "mda", "-P", "smtp"]);
     let mut s = TcpStream::connect(("127.0.0.1", dir.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 64];
@@ -333,13 +337,14 @@ fn a_proxy_v2_listener_takes_the_client_address_from_the_header() {
         return;
     }
     let dir = TestDir::new("smtp-proxy");
-    let d = start(
+    let d = start_with_args(
         &dir,
         Some(
             "listen on 127.0.0.1 port @PORT@ proxy-v2\n\
              action \"local\" mbox\n\
              match from any for local action \"local\"\n",
         ),
+        HOLD,
     );
     // The balancer's header first; the client's words may follow in the
     // same write, and must not be lost.
@@ -382,7 +387,7 @@ fn the_ram_queue_accepts_and_writes_nothing_to_the_spool() {
         return;
     }
     let dir = TestDir::new("smtp-ram");
-    let d = start_with_args(&dir, None, &["-B", "queue=ram"]);
+    let d = start_with_args(&dir, None, &["-P", "mda", "-B", "queue=ram"]);
     let mut c = Client::connect(dir.port);
     c.reply();
     assert_eq!(code(&c.cmd("EHLO client.example")), "250");

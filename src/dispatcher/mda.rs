@@ -137,7 +137,10 @@ impl Deliver {
             &self.mda_exec,
             "mda_exec",
         )?;
-        userinfo_encode(&self.userinfo, &mut b[D_USERINFO..D_USERINFO + USERINFO_SIZE])?;
+        userinfo_encode(
+            &self.userinfo,
+            &mut b[D_USERINFO..D_USERINFO + USERINFO_SIZE],
+        )?;
         Ok(b)
     }
 
@@ -408,7 +411,11 @@ fn mda_imsg_open_message(
         log_debug!("debug: mda: cannot get message fd");
         let id = s.evp.id;
         mda_queue_tempfail(d, id, "Cannot get message fd", ESC_OTHER_MAIL_SYSTEM_STATUS);
-        mda_log(&d.mda.sessions[&reqid].evp, "TempFail", "Cannot get message fd");
+        mda_log(
+            &d.mda.sessions[&reqid].evp,
+            "TempFail",
+            "Cannot get message fd",
+        );
         return mda_done(d, base, reqid);
     };
     log_debug!(
@@ -892,7 +899,11 @@ fn mda_user(d: &mut Dispatcher, evp: &Envelope) -> u64 {
             mda_user_to_text(&u)
         );
     } else {
-        log_debug!("mda: new user {:016x} for \"{}\"", u.id, mda_user_to_text(&u));
+        log_debug!(
+            "mda: new user {:016x} for \"{}\"",
+            u.id,
+            mda_user_to_text(&u)
+        );
     }
     let id = u.id;
     d.mda.users.insert(id, u);

@@ -8,6 +8,7 @@
 //! resolves for the dispatcher (resolver.c and dns.c).
 
 use crate::config::config::config_peer;
+use crate::dispatcher::mda::{userinfo_encode, USERINFO_SIZE};
 use crate::dns::asr::Asr;
 use crate::dns::dns::{dns_imsg, Dns, DnsOwner};
 use crate::dns::event_asr::{AsrOwner, EventAsr};
@@ -16,8 +17,8 @@ use crate::io::event::{EvFlags, EventBase};
 use crate::ipc::imsg::imsg_get_fd;
 use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::{
-    m_add_data, m_add_id, m_add_int, m_add_string, m_close, m_create, m_end, m_get_envelope, m_get_id,
-    m_get_mailaddr, m_get_sockaddr, m_get_string, m_msg,
+    m_add_data, m_add_id, m_add_int, m_add_string, m_close, m_create, m_end, m_get_envelope,
+    m_get_id, m_get_mailaddr, m_get_sockaddr, m_get_string, m_msg,
 };
 use crate::ipc::mproc::{mproc_disable, mproc_enable, ImsgType, ProcType};
 use crate::lka::forward::ForwardReq;
@@ -27,7 +28,6 @@ use crate::lka::lka_session::{
 use crate::pathnames::SMTPD_USER;
 use crate::smtpd::{child_imsg_common, child_privdrop, imsg_to_str, Peers};
 use crate::sys::process::exit_now;
-use crate::dispatcher::mda::{userinfo_encode, USERINFO_SIZE};
 use crate::table::table::{table_find, table_lookup, Lookup, TableService, Userinfo};
 use crate::util::mailaddr::Mailaddr;
 use crate::util::util::mailaddr_match;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use smtpd::pathnames::{SMTPD_QUEUE_USER, SMTPD_USER};
 
 pub mod dns;
+pub mod dovecot;
 pub mod smtp;
 
 /// How often a condition is polled.
