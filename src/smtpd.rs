@@ -927,7 +927,18 @@ fn parent_imsg_open_forward(s: &mut Parent, from: ProcType, imsg: &Imsg) {
     let (fd, status) =
         match parent_forward_open(&fwreq.user, &fwreq.directory, fwreq.uid, fwreq.gid) {
             Ok(f) => (Some(OwnedFd::from(f)), 1),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => (None, 1),
+            // A .forward refused as unsafe (anyone may have written it: a
+            // sticky or writable home, a link, a file writable by others)
+            // is ignored, and the mail goes to the mailbox as if there
+            // were none. C refuses the recipient instead (smtpd.8).
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::EPERM | libc::ELOOP)
+                ) =>
+            {
+                (None, 1)
+            }
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => (None, u8::MAX),
             Err(_) => (None, 0),
         };
@@ -1841,9 +1852,10 @@ pub fn parent_forward_open(
         e
     })?;
     // S_ISVTX: a sticky home is shared, and anyone could plant a .forward.
+    // Refused, as an insecure file is (C: EAGAIN, a temporary failure).
     if sb.mode() & 0o1000 != 0 {
         log_warnx!("warn: smtpd: parent_forward_open: {directory} is sticky");
-        return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
+        return Err(std::io::Error::from_raw_os_error(libc::EPERM));
     }
     let file = std::fs::OpenOptions::new()
         .read(true)

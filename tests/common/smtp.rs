@@ -19,6 +19,16 @@ pub fn start(dir: &TestDir, conf: Option<&str>) -> Daemon {
 
 /// start(), with more options for smtpd.
 pub fn start_with_args(dir: &TestDir, conf: Option<&str>, extra: &[&str]) -> Daemon {
+    start_with_env(dir, conf, extra, &[])
+}
+
+/// start_with_args(), with more variables in smtpd's environment.
+pub fn start_with_env(
+    dir: &TestDir,
+    conf: Option<&str>,
+    extra: &[&str],
+    vars: &[(&str, &Path)],
+) -> Daemon {
     if let Some(c) = conf {
         fs::write(dir.conf(), c.replace("@PORT@", &dir.port.to_string())).unwrap();
     }
@@ -28,6 +38,9 @@ pub fn start_with_args(dir: &TestDir, conf: Option<&str>, extra: &[&str]) -> Dae
     args.extend(extra.iter().map(|a| a.to_string()));
     let mut d = Daemon::start_with(dir, &smtpd_bin(), &args, |cmd| {
         cmd.env("ASR_CONFIG", &resolv);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
     });
     d.wait_ready(Duration::from_secs(10));
     assert!(

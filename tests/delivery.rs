@@ -1,0 +1,845 @@
+//! Local delivery end to end: a real daemon (as root, private spool)
+//! receives mail from a client on loopback, expands it, schedules it and
+//! delivers it through its own helpers (copied into the test's directory,
+//! where any user may run them) to maildirs, an LMTP server (a private
+//! dovecot), commands, files and pipes. What lands is read back by
+//! Python's `mailbox` module, a real mail reader's parser. The users
+//! delivered to are smtpdtest1 and smtpdtest2 (mk/testusers.sh).
+#![allow(clippy::disallowed_methods)]
+
+#[allow(unused_imports)]
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use common::dovecot::Dovecot;
+use common::smtp::{code, start_with_env, Client};
+use common::{poll_until, skip_unless_root, user, Daemon, TestDir};
+
+/// The helpers smtpd runs, by the name it runs them under.
+const HELPERS: [(&str, &str); 4] = [
+    ("mail.maildir", env!("CARGO_BIN_EXE_mail-maildir")),
+    ("mail.mboxfile", env!("CARGO_BIN_EXE_mail-mboxfile")),
+    ("mail.lmtp", env!("CARGO_BIN_EXE_mail-lmtp")),
+    ("mail.mda", env!("CARGO_BIN_EXE_mail-mda")),
+];
+
+/// Every test delivers to the test users, whose .forward files one test
+/// changes: that one runs alone.
+static HOME: RwLock<()> = RwLock::new(());
+
+/// Reads a maildir (`maildir DIR`) or an mbox (`mbox FILE`) with Python's
+/// mailbox module and prints each message: `M`, then `H name: value` for
+/// each header in order, then `B` and the body's bytes in hex.
+const READER: &str = r#"
+import mailbox, sys
+kind, path = sys.argv[1], sys.argv[2]
+box = mailbox.Maildir(path, factory=None, create=False) if kind == "maildir" else mailbox.mbox(path, create=False)
+for key in sorted(box.keys(), key=lambda k: box.get_message(k).get("X-Seq", "")):
+    msg = box.get_message(key)
+    print("M")
+    for name, value in msg.items():
+        print("H %s: %s" % (name, value))
+    payload = msg.get_payload(decode=True)
+    print("B " + (payload or b"").hex())
+"#;
+
+/// One message as the reader saw it.
+#[derive(Debug)]
+struct Read {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Read {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_box(kind: &str, path: &Path) -> Vec<Read> {
+    let out = Command::new("python3")
+        .args(["-c", READER, kind])
+        .arg(path)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python's mailbox refused {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut msgs: Vec<Read> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if line == "M" {
+            msgs.push(Read {
+                headers: Vec::new(),
+                body: Vec::new(),
+            });
+        } else if let Some(h) = line.strip_prefix("H ") {
+            let (n, v) = h.split_once(": ").unwrap_or((h, ""));
+            let m = msgs.last_mut().expect("a message");
+            m.headers.push((n.to_string(), v.to_string()));
+        } else if let Some(hex) = line.strip_prefix("B ") {
+            let m = msgs.last_mut().expect("a message");
+            m.body = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+        }
+    }
+    msgs
+}
+
+/// The helpers copied into `dir/libexec`, which smtpd is told to use.
+fn libexec(dir: &TestDir) -> PathBuf {
+    let lib = dir.path.join("libexec");
+    fs::create_dir_all(&lib).unwrap();
+    fs::set_permissions(&lib, fs::Permissions::from_mode(0o755)).unwrap();
+    for (name, bin) in HELPERS {
+        fs::copy(bin, lib.join(name)).unwrap();
+        fs::set_permissions(lib.join(name), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    lib
+}
+
+/// A directory `name` in the test's directory, owned by `owner`.
+fn owned_dir(dir: &TestDir, name: &str, owner: &str) -> PathBuf {
+    let p = dir.path.join(name);
+    fs::create_dir_all(&p).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    let (uid, gid) = user(owner);
+    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+    p
+}
+
+/// smtpd delivering with the copied helpers; `conf` has @PORT@ and @DIR@
+/// (the test's directory) replaced.
+fn start(dir: &TestDir, conf: &str, extra: &[&str]) -> Daemon {
+    let lib = libexec(dir);
+    let conf = conf.replace("@DIR@", &dir.path.display().to_string());
+    start_with_env(dir, Some(&conf), extra, &[("SMTPD_LIBEXEC", &lib)])
+}
+
+/// Whether the test can run (root, and the test users exist), and if so
+/// its turn with the users' homes.
+fn can_run(test: &str) -> Option<RwLockReadGuard<'static, ()>> {
+    if skip_unless_root(test) {
+        return None;
+    }
+    for u in ["smtpdtest1", "smtpdtest2"] {
+        assert!(
+            smtpd::sys::process::getpwnam(u).ok().flatten().is_some(),
+            "user {u} is missing: run mk/testusers.sh (make test does) as root"
+        );
+    }
+    Some(HOME.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Sends one message to `d`; `data` has CRLF line ends and no final dot.
+fn send(d: &Daemon, port: u16, from: &str, rcpts: &[&str], data: &[u8]) -> String {
+    let mut c = Client::connect(port);
+    assert_eq!(code(&c.reply()[0]), "220");
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    assert_eq!(code(&c.cmd(&format!("MAIL FROM:<{from}>"))), "250");
+    for r in rcpts {
+        let reply = c.cmd(&format!("RCPT TO:<{r}>"));
+        assert_eq!(
+            code(&reply),
+            "250",
+            "RCPT TO:<{r}>: {reply}\n{}",
+            d.stderr()
+        );
+    }
+    assert_eq!(code(&c.cmd("DATA")), "354");
+    c.send(data);
+    c.send(b".\r\n");
+    let reply = c.reply().remove(0);
+    assert_eq!(code(&reply), "250", "end of data: {reply}");
+    c.cmd("QUIT");
+    reply
+}
+
+/// The `mda delivery` log lines so far.
+fn deliveries(d: &Daemon) -> Vec<String> {
+    d.stderr()
+        .lines()
+        .filter(|l| l.contains(" mda delivery "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until `n` delivery lines are logged; returns them.
+fn wait_deliveries(d: &Daemon, n: usize, timeout: Duration) -> Vec<String> {
+    let ok = poll_until(timeout, || deliveries(d).len() >= n);
+    let lines = deliveries(d);
+    assert!(
+        ok,
+        "expected {n} deliveries, got {lines:?}\nlog:\n{}",
+        d.stderr()
+    );
+    lines
+}
+
+/// The value of `key=` in a log line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        + key.len()
+        + 2;
+    let rest = &line[start..];
+    if key == "stat" {
+        return rest;
+    }
+    rest.split(' ').next().unwrap_or("")
+}
+
+/// The files of a maildir's new/.
+fn maildir_new(maildir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(maildir.join("new"))
+        .map(|e| e.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn maildir_delivery_keeps_every_header_and_byte_as_a_reader_sees_them() {
+    let Some(_turn) = can_run("maildir_delivery_keeps_every_header_and_byte_as_a_reader_sees_them")
+    else {
+        return;
+    };
+    let dir = TestDir::new("dlv-maildir");
+    let boxes = owned_dir(&dir, "boxes", "smtpdtest1");
+    let d = start(
+        &dir,
+        "listen on 127.0.0.1 port @PORT@\n\
+         action \"md\" maildir \"@DIR@/boxes/%{user.username}\"\n\
+         match from any for local action \"md\"\n",
+        &[],
+    );
+    // 8-bit text (UTF-8 and Latin-1 bytes), a dot-stuffed line, a From_
+    // line, a line of 900 bytes, and trailing blanks.
+    let mut body: Vec<u8> = Vec::new();
+    body.extend_from_slice("Grüße aus Köln: ½ € ✓\r\n".as_bytes());
+    body.extend_from_slice(b"latin-1 bytes: \xe9t\xe9 \xff\xfe\r\n");
+    body.extend_from_slice(b".a line that started with a dot\r\n");
+    body.extend_from_slice(b"From the start of a line\r\n");
+    body.extend(std::iter::repeat(b'x').take(900));
+    body.extend_from_slice(b"\r\n  trailing blanks  \r\n\r\nlast\r\n");
+    let mut data = b"From: Bob <bob@example.org>\r\n\
+        To: smtpdtest1@localhost\r\n\
+        Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?=\r\n\
+        Message-ID: <maildir-1@example.org>\r\n\
+        Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\
+        Content-Transfer-Encoding: 8bit\r\n\
+        X-Folded: first\r\n\tsecond\r\n\
+        \r\n"
+        .to_vec();
+    // On the wire a leading dot is doubled.
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            data.push(b'.');
+        }
+        data.extend_from_slice(line);
+    }
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["smtpdtest1@localhost"],
+        &data,
+    );
+    let lines = wait_deliveries(&d, 1, Duration::from_secs(20));
+    let l = &lines[0];
+    assert_eq!(field(l, "result"), "Ok", "{l}");
+    assert_eq!(field(l, "stat"), "Delivered");
+    assert_eq!(field(l, "from"), "<bob@example.org>");
+    assert_eq!(field(l, "to"), "<smtpdtest1@localhost>");
+    assert_eq!(field(l, "rcpt"), "<smtpdtest1@localhost>");
+    assert_eq!(field(l, "user"), "smtpdtest1");
+    assert!(field(l, "delay").ends_with('s'), "{l}");
+
+    let maildir = boxes.join("smtpdtest1");
+    let files = maildir_new(&maildir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let msgs = read_box("maildir", &maildir);
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    let names: Vec<&str> = m.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Return-Path",
+            "Delivered-To",
+            "Received",
+            "From",
+            "To",
+            "Subject",
+            "Message-ID",
+            "Date",
+            "MIME-Version",
+            "Content-Type",
+            "Content-Transfer-Encoding",
+            "X-Folded"
+        ]
+    );
+    assert_eq!(m.header("Return-Path"), Some("<bob@example.org>"));
+    assert_eq!(m.header("Delivered-To"), Some("smtpdtest1@localhost"));
+    assert_eq!(m.header("Message-ID"), Some("<maildir-1@example.org>"));
+    // The store has LF line ends; the body is otherwise byte for byte.
+    let expected: Vec<u8> = body
+        .split_inclusive(|&b| b == b'\n')
+        .flat_map(|l| {
+            let l = l.strip_suffix(b"\r\n").unwrap_or(l);
+            l.iter().copied().chain(std::iter::once(b'\n'))
+        })
+        .collect();
+    assert_eq!(m.body, expected);
+    // Owned by the user, readable by no one else.
+    let meta = fs::metadata(&files[0]).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.uid(), user("smtpdtest1").0);
+    assert_eq!(meta.mode() & 0o077, 0, "{:o}", meta.mode());
+    // Delivered, so gone from the queue.
+    assert!(
+        poll_until(Duration::from_secs(5), || common::smtp::queued(
+            &dir.spool()
+        )
+        .iter()
+        .all(|(_, files)| files.is_empty())),
+        "{:?}",
+        common::smtp::queued(&dir.spool())
+    );
+}
+
+#[test]
+fn lmtp_delivers_one_recipient_and_fails_the_other_of_one_transaction() {
+    let Some(_turn) = can_run("lmtp_delivers_one_recipient_and_fails_the_other_of_one_transaction")
+    else {
+        return;
+    };
+    let dir = TestDir::new("dlv-lmtp");
+    let dcdir = dir.path.join("dovecot-home");
+    fs::create_dir(&dcdir).unwrap();
+    let Some(dc) = Dovecot::start("lmtp_delivers_one_recipient", &dcdir) else {
+        return;
+    };
+    // Both recipients are accepted here and delivered as nobody; dovecot
+    // knows alice only.
+    let conf = format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         table vusers {{ \"alice@lmtp.test\" = \"nobody\", \"bob@lmtp.test\" = \"nobody\" }}\n\
+         action \"lmtp\" lmtp \"{}\" rcpt-to virtual <vusers>\n\
+         match from any for domain \"lmtp.test\" action \"lmtp\"\n",
+        dc.inet()
+    );
+    let d = start(&dir, &conf, &[]);
+    let data = b"From: sender@example.org\r\n\
+        Subject: two recipients\r\n\
+        Message-ID: <lmtp-1@example.org>\r\n\
+        \r\n\
+        ..dotted line\r\n\
+        body\r\n";
+    send(
+        &d,
+        dir.port,
+        "sender@example.org",
+        &["alice@lmtp.test", "bob@lmtp.test"],
+        data,
+    );
+    let lines = wait_deliveries(&d, 2, Duration::from_secs(20));
+    let alice = lines
+        .iter()
+        .find(|l| l.contains("rcpt=<alice@lmtp.test>"))
+        .expect("alice's line");
+    let bob = lines
+        .iter()
+        .find(|l| l.contains("rcpt=<bob@lmtp.test>"))
+        .expect("bob's line");
+    assert_eq!(field(alice, "result"), "Ok", "{alice}");
+    assert_eq!(field(bob, "result"), "PermFail", "{bob}");
+    assert_eq!(field(bob, "user"), "nobody");
+    // The refusal dovecot gave is what the log says.
+    assert!(field(bob, "stat").starts_with("Error ("), "{bob}");
+    let got = dc.delivered("alice");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("Message-ID: <lmtp-1@example.org>"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[0].contains("Delivered-To: alice@lmtp.test"),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("\n.dotted line\n"), "{}", got[0]);
+    assert!(dc.delivered("bob").is_empty());
+}
+
+#[test]
+fn mda_commands_get_every_variable_expanded() {
+    let Some(_turn) = can_run("mda_commands_get_every_variable_expanded") else {
+        return;
+    };
+    let dir = TestDir::new("dlv-mda");
+    let out = owned_dir(&dir, "out", "smtpdtest1");
+    let script = dir.path.join("record.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\n\
+         out=\"$1\"; shift\n\
+         for a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$out/vars\"\n\
+         cat > \"$out/message\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let vars = [
+        "sender",
+        "sender.user",
+        "sender.domain",
+        "rcpt",
+        "rcpt.user",
+        "rcpt.domain",
+        "dest",
+        "dest.user",
+        "dest.domain",
+        "user.username",
+        "user.directory",
+        "mbox.from",
+        "rcpt.user:uppercase",
+        "sender.domain:lowercase",
+        "rcpt.user:strip",
+        "rcpt.domain[0]",
+        "rcpt.domain[-4:]",
+        "sender.user[1:2]:uppercase",
+    ];
+    let args: Vec<String> = vars.iter().map(|v| format!("%{{{v}}}")).collect();
+    let conf = format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         action \"cmd\" mda \"@DIR@/record.sh @DIR@/out {}\"\n\
+         match from any for local action \"cmd\"\n",
+        args.join(" ")
+    );
+    let d = start(&dir, &conf, &[]);
+    let data = b"Subject: variables\r\n\r\nhello\r\n";
+    send(
+        &d,
+        dir.port,
+        "Bob.Smith@Example.ORG",
+        &["smtpdtest1+box@localhost"],
+        data,
+    );
+    let lines = wait_deliveries(&d, 1, Duration::from_secs(20));
+    assert_eq!(field(&lines[0], "result"), "Ok", "{}", lines[0]);
+    let got = fs::read_to_string(out.join("vars")).unwrap();
+    let got: Vec<&str> = got.lines().collect();
+    let home = smtpd::sys::process::getpwnam("smtpdtest1")
+        .unwrap()
+        .unwrap()
+        .dir;
+    let expected = [
+        "Bob.Smith@Example.ORG",
+        "Bob.Smith",
+        "Example.ORG",
+        "smtpdtest1+box@localhost",
+        "smtpdtest1+box",
+        "localhost",
+        // dest is the address the expansion stopped at: with its tag.
+        "smtpdtest1+box@localhost",
+        "smtpdtest1+box",
+        "localhost",
+        "smtpdtest1",
+        &home,
+        "Bob.Smith@Example.ORG",
+        "SMTPDTEST1+BOX",
+        "example.org",
+        "smtpdtest1",
+        "l",
+        "host",
+        "OB",
+    ];
+    for (i, v) in vars.iter().enumerate() {
+        assert_eq!(got.get(i).copied(), Some(expected[i]), "%{{{v}}}: {got:?}");
+    }
+    let msg = fs::read_to_string(out.join("message")).unwrap();
+    assert!(
+        msg.starts_with(
+            "Return-Path: <Bob.Smith@Example.ORG>\nDelivered-To: smtpdtest1+box@localhost\n"
+        ),
+        "{msg}"
+    );
+    assert!(msg.ends_with("\nhello\n"), "{msg}");
+}
+
+#[test]
+fn aliases_expand_to_users_files_pipes_and_includes() {
+    let Some(_turn) = can_run("aliases_expand_to_users_files_pipes_and_includes") else {
+        return;
+    };
+    let dir = TestDir::new("dlv-alias");
+    owned_dir(&dir, "boxes", "smtpdtest1");
+    owned_dir(&dir, "boxes/smtpdtest1", "smtpdtest1");
+    owned_dir(&dir, "boxes/smtpdtest2", "smtpdtest2");
+    // Files and pipes named by aliases run as the unprivileged user.
+    let sink = owned_dir(&dir, "sink", smtpd::pathnames::SMTPD_USER);
+    let pipe = dir.path.join("pipe.sh");
+    fs::write(
+        &pipe,
+        format!("#!/bin/sh\ncat > {}/piped\n", sink.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&pipe, fs::Permissions::from_mode(0o755)).unwrap();
+    let incl = dir.path.join("include.list");
+    fs::write(&incl, "# the list\nsmtpdtest2\n").unwrap();
+    fs::write(
+        dir.path.join("aliases"),
+        format!(
+            "team: smtpdtest1, smtpdtest2\n\
+             tofile: {}/file.mbox\n\
+             topipe: \"|{}\"\n\
+             list: :include:{}\n",
+            sink.display(),
+            pipe.display(),
+            incl.display()
+        ),
+    )
+    .unwrap();
+    let d = start(
+        &dir,
+        "listen on 127.0.0.1 port @PORT@\n\
+         table aliases file:@DIR@/aliases\n\
+         action \"md\" maildir \"@DIR@/boxes/%{user.username}\" alias <aliases>\n\
+         match from any for local action \"md\"\n",
+        &[],
+    );
+    let data = |id: &str| {
+        format!("Subject: {id}\r\nMessage-ID: <{id}@example.org>\r\n\r\nbody of {id}\r\n")
+    };
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["team@localhost"],
+        data("team").as_bytes(),
+    );
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["tofile@localhost"],
+        data("tofile").as_bytes(),
+    );
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["topipe@localhost"],
+        data("topipe").as_bytes(),
+    );
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["list@localhost"],
+        data("list").as_bytes(),
+    );
+    let lines = wait_deliveries(&d, 5, Duration::from_secs(30));
+    for l in &lines {
+        assert_eq!(field(l, "result"), "Ok", "{l}");
+    }
+    let subjects = |user: &str| -> Vec<String> {
+        let mut v: Vec<String> = read_box("maildir", &dir.path.join("boxes").join(user))
+            .iter()
+            .filter_map(|m| m.header("Subject").map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(subjects("smtpdtest1"), ["team"]);
+    assert_eq!(subjects("smtpdtest2"), ["list", "team"]);
+    let file = read_box("mbox", &sink.join("file.mbox"));
+    assert_eq!(file.len(), 1);
+    assert_eq!(file[0].header("Subject"), Some("tofile"));
+    assert_eq!(file[0].body, b"body of tofile\n");
+    let piped = fs::read_to_string(sink.join("piped")).unwrap();
+    assert!(
+        piped.contains("Delivered-To: topipe@localhost\n"),
+        "{piped}"
+    );
+    assert!(piped.ends_with("\nbody of topipe\n"), "{piped}");
+    let to_file = lines
+        .iter()
+        .find(|l| l.contains("rcpt=<tofile@localhost>"))
+        .unwrap();
+    assert_eq!(field(to_file, "user"), smtpd::pathnames::SMTPD_USER);
+}
+
+#[test]
+fn virtual_catch_all_and_sub_addresses_reach_the_user() {
+    let Some(_turn) = can_run("virtual_catch_all_and_sub_addresses_reach_the_user") else {
+        return;
+    };
+    let dir = TestDir::new("dlv-virtual");
+    owned_dir(&dir, "boxes", "smtpdtest1");
+    owned_dir(&dir, "boxes/smtpdtest1", "smtpdtest1");
+    owned_dir(&dir, "boxes/smtpdtest2", "smtpdtest2");
+    let d = start(
+        &dir,
+        "listen on 127.0.0.1 port @PORT@\n\
+         table vdom { \"postmaster@virt.test\" = \"smtpdtest2\", \"@virt.test\" = \"smtpdtest1\" }\n\
+         action \"v\" maildir \"@DIR@/boxes/%{user.username}\" virtual <vdom>\n\
+         action \"md\" maildir \"@DIR@/boxes/%{user.username}\"\n\
+         match from any for domain \"virt.test\" action \"v\"\n\
+         match from any for local action \"md\"\n",
+        &[],
+    );
+    let msg = |s: &str| format!("Subject: {s}\r\n\r\n{s}\r\n");
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["anyone@virt.test"],
+        msg("catch-all").as_bytes(),
+    );
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["postmaster@virt.test"],
+        msg("exact").as_bytes(),
+    );
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["smtpdtest1+lists@localhost"],
+        msg("tagged").as_bytes(),
+    );
+    let lines = wait_deliveries(&d, 3, Duration::from_secs(30));
+    let by_rcpt = |r: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(&format!("rcpt=<{r}>")))
+            .unwrap_or_else(|| panic!("no line for {r}: {lines:?}"))
+            .clone()
+    };
+    assert_eq!(field(&by_rcpt("anyone@virt.test"), "user"), "smtpdtest1");
+    assert_eq!(
+        field(&by_rcpt("postmaster@virt.test"), "user"),
+        "smtpdtest2"
+    );
+    let tagged = by_rcpt("smtpdtest1+lists@localhost");
+    assert_eq!(field(&tagged, "user"), "smtpdtest1");
+    assert_eq!(field(&tagged, "to"), "<smtpdtest1+lists@localhost>");
+    for l in &lines {
+        assert_eq!(field(l, "result"), "Ok", "{l}");
+    }
+    let mut s1: Vec<String> = read_box("maildir", &dir.path.join("boxes/smtpdtest1"))
+        .iter()
+        .filter_map(|m| m.header("Subject").map(str::to_string))
+        .collect();
+    s1.sort();
+    assert_eq!(s1, ["catch-all", "tagged"]);
+    let s2 = read_box("maildir", &dir.path.join("boxes/smtpdtest2"));
+    assert_eq!(s2.len(), 1);
+    assert_eq!(s2[0].header("Subject"), Some("exact"));
+}
+
+#[test]
+fn a_message_that_was_delivered_here_before_is_a_loop_and_not_delivered() {
+    let Some(_turn) =
+        can_run("a_message_that_was_delivered_here_before_is_a_loop_and_not_delivered")
+    else {
+        return;
+    };
+    let dir = TestDir::new("dlv-loop");
+    let boxes = owned_dir(&dir, "boxes", "smtpdtest1");
+    let d = start(
+        &dir,
+        "listen on 127.0.0.1 port @PORT@\n\
+         action \"md\" maildir \"@DIR@/boxes/%{user.username}\"\n\
+         match from any for local action \"md\"\n",
+        &[],
+    );
+    let data = b"Delivered-To: smtpdtest1@localhost\r\n\
+        Subject: been here\r\n\
+        \r\n\
+        looping\r\n";
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["smtpdtest1@localhost"],
+        data,
+    );
+    let lines = wait_deliveries(&d, 1, Duration::from_secs(20));
+    assert_eq!(field(&lines[0], "result"), "PermFail", "{}", lines[0]);
+    assert_eq!(field(&lines[0], "stat"), "Loop detected");
+    assert!(maildir_new(&boxes.join("smtpdtest1")).is_empty());
+}
+
+#[test]
+fn a_temporary_failure_is_retried_on_the_schedule() {
+    let Some(_turn) = can_run("a_temporary_failure_is_retried_on_the_schedule") else {
+        return;
+    };
+    let dir = TestDir::new("dlv-retry");
+    let out = owned_dir(&dir, "out", "smtpdtest1");
+    // Fails the first time (EX_TEMPFAIL), keeps the message the second.
+    let script = dir.path.join("flaky.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ ! -e {o}/tried ]; then date +%s > {o}/tried; echo 'mailbox busy' >&2; exit 75; fi\n\
+             date +%s > {o}/delivered\n\
+             cat > {o}/message\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let d = start(
+        &dir,
+        "listen on 127.0.0.1 port @PORT@\n\
+         action \"cmd\" mda \"@DIR@/flaky.sh\"\n\
+         match from any for local action \"cmd\"\n",
+        &[],
+    );
+    let t0 = Instant::now();
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["smtpdtest1@localhost"],
+        b"Subject: retry\r\n\r\nx\r\n",
+    );
+    let lines = wait_deliveries(&d, 1, Duration::from_secs(20));
+    assert_eq!(field(&lines[0], "result"), "TempFail", "{}", lines[0]);
+    assert_eq!(
+        field(&lines[0], "stat"),
+        "Error (temporary failure: \"mailbox busy\")"
+    );
+    // The first retry is 10 s after the message came (OpenSMTPD's
+    // backoff for local delivery: 10 s times the square of the try).
+    let lines = wait_deliveries(&d, 2, Duration::from_secs(30));
+    let waited = t0.elapsed();
+    assert_eq!(field(&lines[1], "result"), "Ok", "{}", lines[1]);
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(20),
+        "retried after {waited:?}"
+    );
+    let tried: i64 = fs::read_to_string(out.join("tried"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let delivered: i64 = fs::read_to_string(out.join("delivered"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (9..=12).contains(&(delivered - tried)),
+        "{tried} {delivered}"
+    );
+}
+
+#[test]
+fn a_forward_file_in_an_unsafe_home_is_refused_and_mail_still_delivered() {
+    // Alone: the other tests take turns to read.
+    if can_run("a_forward_file_in_an_unsafe_home_is_refused_and_mail_still_delivered").is_none() {
+        return;
+    }
+    let _alone = HOME.write().unwrap_or_else(|e| e.into_inner());
+    let dir = TestDir::new("dlv-forward");
+    owned_dir(&dir, "boxes", "smtpdtest1");
+    owned_dir(&dir, "boxes/smtpdtest1", "smtpdtest1");
+    owned_dir(&dir, "boxes/smtpdtest2", "smtpdtest2");
+    let home = PathBuf::from(
+        smtpd::sys::process::getpwnam("smtpdtest1")
+            .unwrap()
+            .unwrap()
+            .dir,
+    );
+    let forward = home.join(".forward");
+    let (uid, gid) = user("smtpdtest1");
+    fs::write(&forward, "smtpdtest2\n").unwrap();
+    std::os::unix::fs::chown(&forward, Some(uid), Some(gid)).unwrap();
+    fs::set_permissions(&forward, fs::Permissions::from_mode(0o644)).unwrap();
+    let mode = fs::metadata(&home).unwrap().permissions().mode();
+    // Restored however the test ends.
+    struct Restore(PathBuf, PathBuf, u32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.1);
+            let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(self.2));
+        }
+    }
+    let _restore = Restore(home.clone(), forward.clone(), mode);
+    let d = start(
+        &dir,
+        "listen on 127.0.0.1 port @PORT@\n\
+         action \"md\" maildir \"@DIR@/boxes/%{user.username}\"\n\
+         match from any for local action \"md\"\n",
+        &[],
+    );
+    // A safe home: the .forward is followed.
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["smtpdtest1@localhost"],
+        b"Subject: safe\r\n\r\nx\r\n",
+    );
+    // World-writable, then sticky and world-writable: refused.
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o777)).unwrap();
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["smtpdtest1@localhost"],
+        b"Subject: writable\r\n\r\nx\r\n",
+    );
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o1777)).unwrap();
+    send(
+        &d,
+        dir.port,
+        "bob@example.org",
+        &["smtpdtest1@localhost"],
+        b"Subject: sticky\r\n\r\nx\r\n",
+    );
+    let lines = wait_deliveries(&d, 3, Duration::from_secs(30));
+    for l in &lines {
+        assert_eq!(field(l, "result"), "Ok", "{l}");
+    }
+    let subjects = |u: &str| -> Vec<String> {
+        let mut v: Vec<String> = read_box("maildir", &dir.path.join("boxes").join(u))
+            .iter()
+            .filter_map(|m| m.header("Subject").map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(subjects("smtpdtest2"), ["safe"]);
+    assert_eq!(subjects("smtpdtest1"), ["sticky", "writable"]);
+    let log = d.stderr();
+    let home = home.display();
+    for refusal in [
+        format!("warn: smtpd: {home}/.forward: insecure file"),
+        format!("warn: smtpd: parent_forward_open: {home} is sticky"),
+    ] {
+        assert!(log.contains(&refusal), "no \"{refusal}\" in:\n{log}");
+    }
+}
