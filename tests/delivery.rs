@@ -843,3 +843,131 @@ fn a_forward_file_in_an_unsafe_home_is_refused_and_mail_still_delivered() {
         assert!(log.contains(&refusal), "no \"{refusal}\" in:\n{log}");
     }
 }
+
+/// One numbered message to smtpdtest1; Some(true) if acknowledged,
+/// Some(false) if sent whole without a reply (it may have been kept),
+/// None if the session died before the end of its data.
+fn try_message(port: u16, n: usize) -> Option<bool> {
+    let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        std::thread::sleep(Duration::from_millis(20));
+        return None;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let r = s.try_clone().ok()?;
+    let mut c = Client {
+        r: std::io::BufReader::new(r),
+        w: s,
+    };
+    let mut data_sent = false;
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.reply();
+        c.cmd("EHLO client.test");
+        assert_eq!(code(&c.cmd("MAIL FROM:<bob@example.org>")), "250");
+        assert_eq!(code(&c.cmd("RCPT TO:<smtpdtest1@localhost>")), "250");
+        assert_eq!(code(&c.cmd("DATA")), "354");
+        c.send(format!("Subject: n{n}\r\n\r\nmessage {n}\r\n.\r\n").as_bytes());
+        data_sent = true;
+        c.reply().remove(0)
+    }));
+    match reply {
+        Ok(r) if r.starts_with("250 ") => Some(true),
+        _ if data_sent => Some(false),
+        _ => None,
+    }
+}
+
+#[test]
+fn accepted_mail_is_delivered_after_sigkill_of_the_whole_tree() {
+    let Some(_turn) = can_run("accepted_mail_is_delivered_after_sigkill_of_the_whole_tree") else {
+        return;
+    };
+    let dir = TestDir::new("dlv-crash");
+    owned_dir(&dir, "boxes", "smtpdtest1");
+    let maildir = owned_dir(&dir, "boxes/smtpdtest1", "smtpdtest1");
+    let conf = "listen on 127.0.0.1 port @PORT@\n\
+                action \"md\" maildir \"@DIR@/boxes/%{user.username}\"\n\
+                match from any for local action \"md\"\n";
+    let (mut accepted, mut in_doubt, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..3 {
+        let d = start(&dir, conf, &[]);
+        let port = dir.port;
+        let first = round * 100_000;
+        let stop = Instant::now() + Duration::from_secs(3);
+        let client = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut n = first;
+            while Instant::now() < stop {
+                out.push((n, try_message(port, n)));
+                n += 1;
+            }
+            out
+        });
+        // Kill the tree, deliveries and all, at a moment of its own.
+        let wait = 500 + u64::from(smtpd::sys::unistd::arc4random_uniform(2000));
+        std::thread::sleep(Duration::from_millis(wait));
+        let tree = common::descendants_of(d.pid);
+        let _ = smtpd::sys::process::kill(d.pid, libc::SIGKILL);
+        for p in tree {
+            let _ = smtpd::sys::process::kill(p.pid, libc::SIGKILL);
+        }
+        drop(d);
+        for (n, r) in client.join().unwrap() {
+            match r {
+                Some(true) => accepted.push(n),
+                Some(false) => in_doubt.push(n),
+                None => failed.push(n),
+            }
+        }
+    }
+    // A daemon on that spool delivers whatever is left.
+    let d = start(&dir, conf, &[]);
+    let drained = poll_until(Duration::from_secs(90), || {
+        common::smtp::queued(&dir.spool())
+            .iter()
+            .all(|(_, files)| files.is_empty())
+    });
+    assert!(drained, "the queue never emptied:\n{}", d.stderr());
+    let mut count: std::collections::HashMap<usize, usize> = Default::default();
+    for m in read_box("maildir", &maildir) {
+        let subject = m.header("Subject").unwrap_or_default();
+        let n: usize = subject
+            .strip_prefix('n')
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("not one of ours: {m:?}"));
+        assert_eq!(
+            m.body,
+            format!("message {n}\n").as_bytes(),
+            "{n}: truncated"
+        );
+        *count.entry(n).or_default() += 1;
+    }
+    for n in &accepted {
+        assert!(
+            count.contains_key(n),
+            "acknowledged message {n} was never delivered"
+        );
+    }
+    for n in &failed {
+        assert!(
+            !count.contains_key(n),
+            "message {n} was never sent whole, yet delivered"
+        );
+    }
+    for n in count.keys() {
+        assert!(
+            accepted.contains(n) || in_doubt.contains(n),
+            "message {n} delivered but never sent"
+        );
+    }
+    let twice = count.values().filter(|&&c| c > 1).count();
+    eprintln!(
+        "{} acknowledged, {} in doubt ({} of them delivered), {} failed; \
+         {} delivered, {twice} of them more than once",
+        accepted.len(),
+        in_doubt.len(),
+        in_doubt.iter().filter(|n| count.contains_key(n)).count(),
+        failed.len(),
+        count.len()
+    );
+    assert!(!accepted.is_empty(), "no message went through");
+}
