@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use smtpd::pathnames::{SMTPD_QUEUE_USER, SMTPD_USER};
 
 pub mod dns;
+pub mod mbox;
 
 /// How often a condition is polled.
 pub const POLL: Duration = Duration::from_millis(20);
