@@ -41,11 +41,14 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-/// Splits an mbox into its From_ lines and the messages after them.
+/// Splits an mbox into its From_ lines and the messages after them. A
+/// From_ line is a line starting "From " at the start of the file or
+/// after an empty line: mail.local quotes only those in a message.
 pub fn mbox_split(mbox: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut eline = true;
     for line in mbox.split_inclusive(|&c| c == b'\n') {
-        if line.starts_with(b"From ") {
+        if eline && line.starts_with(b"From ") {
             out.push((String::from_utf8(line.to_vec()).unwrap(), Vec::new()));
         } else {
             out.last_mut()
@@ -53,6 +56,7 @@ pub fn mbox_split(mbox: &[u8]) -> Vec<(String, Vec<u8>)> {
                 .1
                 .extend(line);
         }
+        eline = line == b"\n";
     }
     out
 }
