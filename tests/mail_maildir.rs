@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use common::assert_exit;
 use common::mbox::{ctime_utc, mbox_split, now};
 use smtpd::sys::process::getpwnam;
 use smtpd::sys::unistd::geteuid;
@@ -104,16 +105,6 @@ fn maildir(args: &[&str], home: &Path, message: &[u8]) -> Output {
 
 fn mboxfile(args: &[&str], home: &Path, message: &[u8]) -> Output {
     feed(helper(MAIL_MBOXFILE, args, home), message)
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The names of the files in `dir`, sorted.

@@ -64,6 +64,19 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Asserts that a helper run as `out` exited `code`, showing how it ended
+/// and what it said otherwise.
+#[track_caller]
+pub fn assert_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "status {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A user's uid and gid.
 pub fn user(name: &str) -> (u32, u32) {
     match smtpd::sys::process::getpwnam(name) {
