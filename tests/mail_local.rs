@@ -2,7 +2,7 @@
 //! /var/mail for the test user smtpdtest2 (mk/testusers.sh). Other test
 //! files deliver to smtpdtest1: these touch only smtpdtest2's mailbox and
 //! lock file, one test at a time (SPOOL), each starting without them and
-//! leaving none, whatever was there before being put back at the end.
+//! leaving none.
 #![allow(clippy::disallowed_methods)]
 
 // tests/common re-exports things only the daemon tests use.
@@ -17,13 +17,16 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use common::mbox::{ctime_utc, mbox_split, now};
-use common::{poll_until, skip_unless_root, user};
+use common::{assert_exit, poll_until, skip_unless_root, user};
 
 const MAIL_LOCAL: &str = env!("CARGO_BIN_EXE_mail-local");
 
 const USER: &str = "smtpdtest2";
 const MBOX: &str = "/var/mail/smtpdtest2";
 const LOCK: &str = "/var/mail/smtpdtest2.lock";
+/// A second name for the mailbox, in the spool: a hard link cannot leave
+/// its file system.
+const LINK: &str = "/var/mail/.smtpdtest2.link";
 
 const EX_USAGE: i32 = 64;
 const EX_NOUSER: i32 = 67;
@@ -32,12 +35,12 @@ const EX_OSERR: i32 = 71;
 /// One test at a time in smtpdtest2's corner of the spool.
 static SPOOL: Mutex<()> = Mutex::new(());
 
-/// smtpdtest2's mailbox and lock file, held for one test: both absent
-/// at the start; at the end, removed, and a mailbox found at the start
-/// put back with its owner and mode.
+/// smtpdtest2's mailbox and lock file, held for one test: removed at
+/// the start and at the end. Nothing but these tests delivers there, so
+/// nothing is saved: a mailbox put back would carry the leftovers of a
+/// killed run into every later one.
 struct Spool {
     _guard: MutexGuard<'static, ()>,
-    saved: Option<(Vec<u8>, fs::Metadata)>,
     uid: u32,
     gid: u32,
 }
@@ -52,14 +55,9 @@ impl Spool {
         // reset below anyway.
         let guard = SPOOL.lock().unwrap_or_else(|e| e.into_inner());
         let (uid, gid) = user(USER);
-        let saved = fs::symlink_metadata(MBOX)
-            .ok()
-            .filter(|md| md.is_file())
-            .map(|md| (fs::read(MBOX).unwrap(), md));
-        spool_clear();
+        spool_clear().unwrap();
         Some(Spool {
             _guard: guard,
-            saved,
             uid,
             gid,
         })
@@ -75,23 +73,26 @@ impl Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        spool_clear();
-        if let Some((content, md)) = &self.saved {
-            fs::write(MBOX, content).unwrap();
-            std::os::unix::fs::chown(MBOX, Some(md.uid()), Some(md.gid())).unwrap();
-            fs::set_permissions(MBOX, md.permissions()).unwrap();
+        // Not a panic: this may run while a failed test unwinds.
+        if let Err(e) = spool_clear() {
+            eprintln!("warning: {e} left in the spool");
         }
     }
 }
 
-fn spool_clear() {
-    for path in [MBOX, LOCK] {
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => panic!("{path}: {e}"),
-        }
+/// Removes what a test may have left in the spool: the mailbox (a
+/// directory in one test), the lock file, a second link to the mailbox.
+/// Says what it could not remove.
+fn spool_clear() -> Result<(), String> {
+    for path in [MBOX, LOCK, LINK] {
+        let r = match fs::symlink_metadata(path) {
+            Ok(md) if md.is_dir() => fs::remove_dir(path),
+            Ok(_) => fs::remove_file(path),
+            Err(_) => continue,
+        };
+        r.map_err(|e| format!("{path}: {e}"))?;
     }
+    Ok(())
 }
 
 /// mail.local's command line, with a known environment: TZ=UTC0 for the
@@ -127,15 +128,32 @@ fn deliver(from: &str, message: &[u8]) -> Output {
     feed(mail_local(&["-f", from, USER]), message)
 }
 
+/// The mailbox holds one message, `body` (its empty line included).
 #[track_caller]
-fn assert_exit(out: &Output, code: i32) {
+fn assert_one_message(body: &[u8]) {
+    let mbox = fs::read(MBOX).unwrap();
+    let messages = mbox_split(&mbox);
+    assert_eq!(messages.len(), 1, "{}", String::from_utf8_lossy(&mbox));
     assert_eq!(
-        out.status.code(),
-        Some(code),
-        "status {:?}, stderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&messages[0].1),
+        String::from_utf8_lossy(body)
     );
+    assert_eq!(messages[0].1, body);
+}
+
+#[track_caller]
+fn assert_no_lock_file() {
+    assert!(fs::symlink_metadata(LOCK).is_err(), "{LOCK} left behind");
+}
+
+/// A delivery that waited for a lock: once it is released, `child` ends
+/// well, having written the message "late".
+#[track_caller]
+fn assert_delivered_late(child: Child) {
+    let out = finish(child, Duration::from_secs(10));
+    assert_exit(&out, 0);
+    assert_one_message(b"late\n\n");
+    assert_no_lock_file();
 }
 
 /// The last line mail.local wrote on its standard error.
@@ -159,6 +177,15 @@ fn finish(mut child: Child, timeout: Duration) -> Output {
     let out = child.wait_with_output().unwrap();
     assert!(ended, "mail.local still running after {timeout:?}");
     out
+}
+
+/// Delivers a message that must be refused with EX_OSERR, the mailbox
+/// named with the reason `why` in the last line of standard error.
+#[track_caller]
+fn assert_refused(why: &str) {
+    let out = deliver("alice@example.org", b"Subject: x\n\nx\n");
+    assert_exit(&out, EX_OSERR);
+    assert_eq!(last_error(&out), format!("mail.local: {MBOX}: {why}"));
 }
 
 #[track_caller]
@@ -225,11 +252,9 @@ fn eight_bit_bytes_nul_and_cr_are_kept() {
     message.extend((0u8..=255).filter(|&c| c != b'\n'));
     message.extend(b"\n\0nul first\r\n\xff\xfe\x80\n");
     assert_exit(&deliver("alice@example.org", &message), 0);
-    let messages = mbox_split(&fs::read(MBOX).unwrap());
-    assert_eq!(messages.len(), 1);
     let mut expected = message.clone();
     expected.push(b'\n');
-    assert_eq!(messages[0].1, expected);
+    assert_one_message(&expected);
 }
 
 #[test]
@@ -243,7 +268,7 @@ fn a_new_mailbox_is_0600_and_belongs_to_the_user() {
     assert_eq!(md.mode() & 0o7777, 0o600);
     assert_eq!((md.uid(), md.gid()), (spool.uid, spool.gid));
     // The lock file went with the delivery.
-    assert!(fs::symlink_metadata(LOCK).is_err(), "{LOCK} left behind");
+    assert_no_lock_file();
 }
 
 #[test]
@@ -269,21 +294,15 @@ fn a_symlinked_mailbox_is_refused_and_its_target_left_alone() {
     fs::write(&target, b"precious\n").unwrap();
     std::os::unix::fs::chown(&target, Some(spool.uid), Some(spool.gid)).unwrap();
     std::os::unix::fs::symlink(&target, MBOX).unwrap();
-    let out = deliver("alice@example.org", b"Subject: x\n\nx\n");
-    assert_exit(&out, EX_OSERR);
-    assert_eq!(
-        last_error(&out),
-        format!("mail.local: {MBOX}: linked or special file")
-    );
+    assert_refused("linked or special file");
     assert_eq!(fs::read(&target).unwrap(), b"precious\n");
     assert!(fs::symlink_metadata(MBOX).unwrap().is_symlink());
 
     // A dangling link does not get its target created either.
     fs::remove_file(&target).unwrap();
-    let out = deliver("alice@example.org", b"Subject: x\n\nx\n");
-    assert_exit(&out, EX_OSERR);
+    assert_refused("linked or special file");
     assert!(!target.exists(), "{} was created", target.display());
-    assert!(fs::symlink_metadata(LOCK).is_err(), "{LOCK} left behind");
+    assert_no_lock_file();
 }
 
 #[test]
@@ -292,16 +311,8 @@ fn a_hard_linked_mailbox_is_refused() {
         return;
     };
     spool.mailbox(b"mine\n");
-    // In the spool itself: a hard link cannot leave its file system.
-    let other = format!("/var/mail/.smtpd-test-link-{}", std::process::id());
-    fs::hard_link(MBOX, &other).unwrap();
-    let out = deliver("alice@example.org", b"Subject: x\n\nx\n");
-    fs::remove_file(&other).unwrap();
-    assert_exit(&out, EX_OSERR);
-    assert_eq!(
-        last_error(&out),
-        format!("mail.local: {MBOX}: linked or special file")
-    );
+    fs::hard_link(MBOX, LINK).unwrap();
+    assert_refused("linked or special file");
     assert_eq!(fs::read(MBOX).unwrap(), b"mine\n");
 }
 
@@ -311,13 +322,7 @@ fn a_mailbox_that_is_not_a_regular_file_is_refused() {
         return;
     };
     fs::create_dir(MBOX).unwrap();
-    let out = deliver("alice@example.org", b"x\n");
-    fs::remove_dir(MBOX).unwrap();
-    assert_exit(&out, EX_OSERR);
-    assert_eq!(
-        last_error(&out),
-        format!("mail.local: {MBOX}: linked or special file")
-    );
+    assert_refused("linked or special file");
 }
 
 #[test]
@@ -327,15 +332,10 @@ fn a_mailbox_owned_by_another_user_is_refused() {
     };
     spool.mailbox(b"");
     std::os::unix::fs::chown(MBOX, Some(0), Some(0)).unwrap();
-    let out = deliver("alice@example.org", b"x\n");
-    assert_exit(&out, EX_OSERR);
-    assert_eq!(
-        last_error(&out),
-        format!(
-            "mail.local: {MBOX}: owned by uid 0, not by {USER} (uid {})",
-            spool.uid
-        )
-    );
+    assert_refused(&format!(
+        "owned by uid 0, not by {USER} (uid {})",
+        spool.uid
+    ));
     assert_eq!(fs::read(MBOX).unwrap(), b"");
 }
 
@@ -353,12 +353,7 @@ fn a_held_lock_file_makes_it_wait_then_deliver() {
         "delivered under a lock"
     );
     fs::remove_file(LOCK).unwrap();
-    let out = finish(child, Duration::from_secs(10));
-    assert_exit(&out, 0);
-    let messages = mbox_split(&fs::read(MBOX).unwrap());
-    assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].1, b"late\n\n");
-    assert!(fs::symlink_metadata(LOCK).is_err(), "{LOCK} left behind");
+    assert_delivered_late(child);
 }
 
 #[test]
@@ -378,12 +373,7 @@ fn a_held_flock_makes_it_wait_then_deliver() {
         "no {LOCK} while waiting"
     );
     drop(holder);
-    let out = finish(child, Duration::from_secs(10));
-    assert_exit(&out, 0);
-    let messages = mbox_split(&fs::read(MBOX).unwrap());
-    assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].1, b"late\n\n");
-    assert!(fs::symlink_metadata(LOCK).is_err(), "{LOCK} left behind");
+    assert_delivered_late(child);
 }
 
 #[test]
@@ -395,7 +385,7 @@ fn without_the_lock_file_option_a_held_lock_file_is_ignored() {
     let child = spawn(mail_local(&["-L", "-f", "alice@example.org", USER]), b"x\n");
     let out = finish(child, Duration::from_secs(5));
     assert_exit(&out, 0);
-    assert_eq!(mbox_split(&fs::read(MBOX).unwrap()).len(), 1);
+    assert_one_message(b"x\n\n");
     // Not ours: left as it was.
     assert_eq!(fs::read(LOCK).unwrap(), b"someone else's");
 }
@@ -419,8 +409,8 @@ fn a_stale_lock_file_is_removed_and_the_message_delivered() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(mbox_split(&fs::read(MBOX).unwrap()).len(), 1);
-    assert!(fs::symlink_metadata(LOCK).is_err(), "{LOCK} left behind");
+    assert_one_message(b"x\n\n");
+    assert_no_lock_file();
 }
 
 #[test]
@@ -506,7 +496,7 @@ fn a_failed_write_leaves_the_mailbox_as_it_was() {
         after.len(),
         before.len()
     );
-    assert!(fs::symlink_metadata(LOCK).is_err(), "{LOCK} left behind");
+    assert_no_lock_file();
 }
 
 /// Python's mailbox.mbox reading `path`: per message, "F" and its From_
