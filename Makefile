@@ -34,7 +34,8 @@ BUILDENV =	SMTPD_BUILD_CONF_FILE=$(SYSCONFDIR)/smtpd.conf \
 		SMTPD_BUILD_QUEUE_USER=$(SMTPD_QUEUE_USER)
 
 MAN5 =		smtpd.conf.5
-MAN8 =		smtpd.8 mail.lmtp.8 mail.maildir.8 mail.mboxfile.8 mail.mda.8
+MAN8 =		smtpd.8 mail.lmtp.8 mail.local.8 mail.maildir.8 mail.mboxfile.8 \
+		mail.mda.8
 MANS =		$(MAN5) $(MAN8)
 
 all: deps build
@@ -44,7 +45,7 @@ deps:
 
 # The delivery helpers are cargo's mail-NAME (no '.' in a crate name);
 # smtpd runs them from its libexec directory as mail.NAME.
-HELPERS =	lmtp maildir mboxfile mda
+HELPERS =	lmtp local maildir mboxfile mda
 
 build:
 	$(BUILDENV) $(CARGO) build --locked --profile $(PROFILE)

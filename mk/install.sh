@@ -18,7 +18,7 @@ if [ -z "$mandir" ]; then
 fi
 sbin=$destdir$sbindir
 # The delivery helpers, installed in libexecdir.
-helpers="lmtp maildir mboxfile mda"
+helpers="lmtp local maildir mboxfile mda"
 man=$destdir$mandir
 
 if [ "$mode" = uninstall ]; then

@@ -1057,7 +1057,9 @@ struct ChildEnd {
 pub const MDA_OK: i32 = 0;
 pub const MDA_TEMPFAIL: i32 = 1;
 pub const MDA_PERMFAIL: i32 = 2;
+pub const EX_USAGE: i32 = 64;
 pub const EX_OSERR: i32 = 71;
+pub const EX_CANTCREAT: i32 = 73;
 pub const EX_TEMPFAIL: i32 = 75;
 pub const EX_NOUSER: i32 = 67;
 pub const EX_UNAVAILABLE: i32 = 69;

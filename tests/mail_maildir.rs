@@ -4,6 +4,10 @@
 //! in directories given to it.
 #![allow(clippy::disallowed_methods)]
 
+// tests/common re-exports things only the daemon tests use.
+#[allow(unused_imports)]
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,8 +15,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use common::assert_exit;
+use common::mbox::{ctime_utc, mbox_split, now};
 use smtpd::sys::process::getpwnam;
 use smtpd::sys::unistd::geteuid;
 
@@ -99,16 +105,6 @@ fn maildir(args: &[&str], home: &Path, message: &[u8]) -> Output {
 
 fn mboxfile(args: &[&str], home: &Path, message: &[u8]) -> Output {
     feed(helper(MAIL_MBOXFILE, args, home), message)
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The names of the files in `dir`, sorted.
@@ -336,59 +332,6 @@ fn helpers_refuse_to_run_as_root() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("root"));
         assert!(!target.exists(), "{bin} wrote as root");
     }
-}
-
-/// ctime(3) of `t` in UTC, computed here independently of the helper.
-fn ctime_utc(t: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = (t / 86400) as i64;
-    let secs = t % 86400;
-    // Days to civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{} {}{:3} {:02}:{:02}:{:02} {}\n",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        d,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        y
-    )
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Splits an mbox into its From_ lines and the messages after them.
-fn mbox_split(mbox: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    for line in mbox.split_inclusive(|&c| c == b'\n') {
-        if line.starts_with(b"From ") {
-            out.push((String::from_utf8(line.to_vec()).unwrap(), Vec::new()));
-        } else {
-            out.last_mut()
-                .expect("mbox starts with From_")
-                .1
-                .extend(line);
-        }
-    }
-    out
 }
 
 #[test]

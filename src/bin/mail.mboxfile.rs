@@ -17,9 +17,10 @@ use std::process::exit;
 use smtpd::smtpd::EX_TEMPFAIL;
 use smtpd::sys::fsync::fsync_dir;
 use smtpd::sys::mailbox::flock_exclusive;
-use smtpd::sys::unistd::{geteuid, localtime};
+use smtpd::sys::unistd::geteuid;
 use smtpd::util::getopt::{Getopt, Opt};
 use smtpd::util::log::strerror;
+use smtpd::util::to::ctime;
 use smtpd::util::util::time_now;
 
 const PROGNAME: &str = "mail.mboxfile";
@@ -136,29 +137,6 @@ fn mboxfile_write(file: &File, sender: &str, now: i64) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
         r => r,
     }
-}
-
-/// ctime(3): "Thu Nov 24 18:22:48 1986\n" in local time, the date of the
-/// From_ line.
-fn ctime(t: i64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let Some(tm) = localtime(t) else {
-        // Where ctime(3) returns NULL; no clock reads that far.
-        return "??? ??? ?? ??:??:?? ????\n".to_string();
-    };
-    format!(
-        "{} {}{:3} {:02}:{:02}:{:02} {}\n",
-        DAYS.get(tm.wday as usize).unwrap_or(&"???"),
-        MONTHS.get(tm.mon as usize).unwrap_or(&"???"),
-        tm.mday,
-        tm.hour,
-        tm.min,
-        tm.sec,
-        i64::from(tm.year) + 1900
-    )
 }
 
 /// err(3): the path and the error on standard error, then exit.

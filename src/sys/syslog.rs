@@ -3,7 +3,8 @@
 use std::ffi::CString;
 
 pub use libc::{
-    LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_MAIL, LOG_NDELAY, LOG_NOTICE, LOG_PID, LOG_WARNING,
+    LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_MAIL, LOG_NDELAY, LOG_NOTICE, LOG_PERROR, LOG_PID,
+    LOG_WARNING,
 };
 
 /// Opens the connection to syslogd under `ident`. The C library keeps the

@@ -22,6 +22,34 @@ pub fn getuid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+// POSIX, in OpenBSD's libc and glibc alike; the libc crate binds only
+// getlogin(3), whose static buffer another thread could overwrite.
+extern "C" {
+    fn getlogin_r(buf: *mut libc::c_char, bufsize: libc::size_t) -> libc::c_int;
+}
+
+/// The name logged in on the process's controlling terminal
+/// (`getlogin_r(3)`); None without one, as for a daemon's children.
+pub fn getlogin() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for buf.len() bytes, which getlogin_r
+    // fills with a NUL-terminated name or leaves alone on error.
+    let r = unsafe { getlogin_r(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return None;
+    }
+    let name = CStr::from_bytes_until_nul(&buf).ok()?;
+    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
+}
+
+/// sleep(3) for `secs` whole seconds, for the delivery helpers, which
+/// have no event loop to block (mail.local waiting for a dot-lock);
+/// never for a daemon process.
+#[allow(clippy::disallowed_methods)]
+pub fn sleep(secs: u32) {
+    std::thread::sleep(std::time::Duration::from_secs(secs.into()));
+}
+
 /// Whether the process was started set-user-id or set-group-id, in which
 /// case nothing it reads from its environment may be trusted.
 ///

@@ -587,14 +587,16 @@ fn broken_inet_net_pton_ipv6(src: &str) -> Option<(Ipv6Addr, u32)> {
     Some((addr, bits))
 }
 
+/// The English names dates are written with, whatever the locale.
+const DAY: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTH: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
 /// time_to_text(): the local time as RFC 5322 dates write it, with the
 /// zone's name in a comment: `Thu, 26 Nov 2026 03:04:31 +0100 (CET)`.
 /// Built by hand, as C does, so that no locale changes a word.
 pub fn time_to_text(when: i64) -> String {
-    const DAY: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTH: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let Some(lt) = crate::sys::unistd::localtime(when).filter(|_| when != 0) else {
         fatalx!("time_to_text: localtime");
     };
@@ -615,9 +617,43 @@ pub fn time_to_text(when: i64) -> String {
     )
 }
 
+/// ctime(3): `Thu Nov 24 18:22:48 1986\n` in local time, the date of the
+/// mbox From_ line that mail.local and mail.mboxfile write.
+pub fn ctime(when: i64) -> String {
+    let Some(tm) = crate::sys::unistd::localtime(when) else {
+        // Where ctime(3) returns NULL; no clock reads that far.
+        return "??? ??? ?? ??:??:?? ????\n".to_string();
+    };
+    format!(
+        "{} {}{:3} {:02}:{:02}:{:02} {}\n",
+        DAY[tm.wday.rem_euclid(7) as usize],
+        MONTH[tm.mon.rem_euclid(12) as usize],
+        tm.mday,
+        tm.hour,
+        tm.min,
+        tm.sec,
+        i64::from(tm.year) + 1900
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ctime_has_the_shape_and_width_of_ctime3() {
+        // The zone is the machine's: only a date far from any month's end
+        // gives the same day everywhere.
+        let t = ctime(1_700_000_000);
+        assert_eq!(t.len(), 25, "{t:?}");
+        assert!(
+            t.starts_with("Tue Nov 14 ") || t.starts_with("Wed Nov 15 "),
+            "{t:?}"
+        );
+        assert!(t.ends_with(" 2023\n"), "{t:?}");
+        // A day of one digit is padded to two columns with a space.
+        assert!(ctime(1_700_000_000 - 10 * 86400).contains(" Nov  "));
+    }
 
     #[test]
     fn dates_read_as_rfc5322_dates() {

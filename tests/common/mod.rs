@@ -18,6 +18,7 @@ use smtpd::pathnames::{SMTPD_QUEUE_USER, SMTPD_USER};
 
 pub mod dns;
 pub mod dovecot;
+pub mod mbox;
 pub mod smtp;
 
 /// How often a condition is polled.
@@ -63,6 +64,19 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Asserts that a helper run as `out` exited `code`, showing how it ended
+/// and what it said otherwise.
+#[track_caller]
+pub fn assert_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "status {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A user's uid and gid.
