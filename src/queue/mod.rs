@@ -1,5 +1,6 @@
 //! The queue process and its backends.
 
+pub mod bounce;
 pub mod envelope;
 #[allow(clippy::module_inception)]
 pub mod queue;

@@ -76,13 +76,15 @@ struct CommitThread {
 }
 
 pub struct Queue {
-    peers: Peers,
-    backend: QueueBackend,
+    pub(super) peers: Peers,
+    pub(super) backend: QueueBackend,
     commits: Vec<PendingCommit>,
     commit_ev: Option<EventId>,
     committer: Option<CommitThread>,
     /// The message of the last envelope the start-up walk sent.
     walk_msgid: u32,
+    /// The bounces being written (bounce.rs).
+    pub(super) bounce: super::bounce::Bounce,
 }
 
 crate::impl_mproc_owner!(Queue, queue_imsg);
@@ -143,12 +145,10 @@ fn queue_imsg(s: &mut Queue, base: &mut EventBase<Queue>, from: ProcType, imsg: 
             queue_imsg_envelope_deliver(s, m_get_evpid_only(&imsg), IMSG_QUEUE_TRANSFER)
         }
         Some(IMSG_SCHED_ENVELOPE_INJECT) => {
-            // Bounces are written by bounce.c, which comes next: until
-            // then the bounce envelope stays queued and in flight.
-            log_warnx!(
-                "warn: queue: bounce of {:016x} is not implemented yet, the envelope is held",
-                m_get_evpid_only(&imsg)
-            );
+            super::bounce::bounce_add(s, base, m_get_evpid_only(&imsg))
+        }
+        Some(IMSG_QUEUE_SMTP_SESSION) => {
+            super::bounce::bounce_fd(s, base, crate::ipc::imsg::imsg_get_fd(&mut imsg))
         }
         Some(t @ (IMSG_MDA_OPEN_MESSAGE | IMSG_MTA_OPEN_MESSAGE)) => {
             let mut m = m_msg(&imsg);
@@ -787,6 +787,7 @@ pub fn queue(mut peers: Peers, backend: &str) -> ! {
         commit_ev: None,
         committer,
         walk_msgid: 0,
+        bounce: super::bounce::Bounce::default(),
     };
     if let Err(e) = base.event_dispatch(&mut s) {
         fatal!(e, "event_dispatch");

@@ -4,6 +4,7 @@
 
 use std::io::BufRead;
 
+use crate::defines::LINE_MAX;
 use crate::pathnames::MAILNAME_FILE;
 use crate::sys::net::{self, Family};
 use crate::sys::unistd;
@@ -483,6 +484,25 @@ pub fn parse_table_line<'a>(line: &'a str, ty: &mut TableFileType) -> TableLine<
     TableLine::Entry(key, Some(val))
 }
 
+/// parse_smtp_response(): a reply line of an SMTP server, its CR already
+/// taken off: the text after the code, and whether more lines follow
+/// (`250-`); or why it is no reply.
+pub fn parse_smtp_response(line: &[u8]) -> Result<(&[u8], bool), &'static str> {
+    let len = line.len();
+    if len >= LINE_MAX {
+        return Err("line too long");
+    }
+    let (msg, cont) = match len {
+        0..=2 => return Err("line too short"),
+        3 => (&line[3..], false),
+        _ => (&line[4..], line[3] == b'-'),
+    };
+    if !(b'2'..=b'5').contains(&line[0]) || !line[1].is_ascii_digit() || !line[2].is_ascii_digit() {
+        return Err("reply code out of range");
+    }
+    Ok((msg, cont))
+}
+
 /// parse_mailname_file(): the first line of the mailname file, if any.
 fn parse_mailname_file() -> Option<String> {
     let f = std::fs::File::open(MAILNAME_FILE).ok()?;
@@ -651,6 +671,27 @@ mod tests {
         assert!(!valid_smtp_response("650 no"));
         assert!(!valid_smtp_response("550-no"));
         assert!(!valid_smtp_response("550 "));
+    }
+
+    #[test]
+    fn smtp_responses_parse_as_opensmtpd_does() {
+        assert_eq!(parse_smtp_response(b"250 ok"), Ok((&b"ok"[..], false)));
+        assert_eq!(
+            parse_smtp_response(b"250-PIPELINING"),
+            Ok((&b"PIPELINING"[..], true))
+        );
+        assert_eq!(parse_smtp_response(b"354"), Ok((&b""[..], false)));
+        assert_eq!(parse_smtp_response(b"25"), Err("line too short"));
+        assert_eq!(
+            parse_smtp_response(b"150 x"),
+            Err("reply code out of range")
+        );
+        assert_eq!(
+            parse_smtp_response(b"2x0 x"),
+            Err("reply code out of range")
+        );
+        let long = vec![b'2'; LINE_MAX];
+        assert_eq!(parse_smtp_response(&long), Err("line too long"));
     }
 
     #[test]
