@@ -39,16 +39,14 @@ use super::envelope::{
     envelope_set_errormsg, evpid_to_msgid, BounceType, DeliveryBounce, DeliveryType, DsnRet,
     Envelope,
 };
-use super::queue::Queue;
+use super::queue::{queue_scheduler_ack, Queue};
 use super::queue_backend::{
     queue_envelope_delete, queue_envelope_load, queue_envelope_update, queue_message_fd_r,
 };
 use crate::defines::LINE_MAX;
 use crate::io::event::{EvFlags, EventBase, EventId};
 use crate::io::ioev::{io_free, io_set_fd, io_strevent, Io, IoEvent, IoOwner, Stream};
-use crate::ipc::mproc::{
-    m_add_envelope, m_add_evpid, m_close, m_compose, m_create, ImsgType, ProcType,
-};
+use crate::ipc::mproc::{m_add_envelope, m_close, m_compose, m_create, ImsgType, ProcType};
 use crate::util::esc::{esc_code, ESC_STATUS_OK, ESC_STATUS_PERMFAIL, ESC_STATUS_TEMPFAIL};
 use crate::util::log::{TRACE_BOUNCE, TRACE_IO};
 use crate::util::mailaddr::Mailaddr;
@@ -157,7 +155,7 @@ impl IoOwner for Queue {
 /// bounce_add(): the bounce envelope joins the report of its message.
 pub fn bounce_add(s: &mut Queue, base: &mut EventBase<Queue>, evpid: u64) {
     let Some(evp) = queue_envelope_load(&mut s.backend, evpid) else {
-        bounce_scheduler_evpid(s, ImsgType::IMSG_QUEUE_DELIVERY_PERMFAIL, evpid);
+        queue_scheduler_ack(s, ImsgType::IMSG_QUEUE_DELIVERY_PERMFAIL, evpid);
         return;
     };
     if evp.type_ != DeliveryType::Bounce {
@@ -167,7 +165,7 @@ pub fn bounce_add(s: &mut Queue, base: &mut EventBase<Queue>, evpid: u64) {
     // hold one, whose session C would see refused at RCPT.
     if evp.sender.user.is_empty() {
         log_warnx!("warn: bounce: no return path for evp:{evpid:016x}");
-        bounce_scheduler_evpid(s, ImsgType::IMSG_QUEUE_DELIVERY_PERMFAIL, evpid);
+        queue_scheduler_ack(s, ImsgType::IMSG_QUEUE_DELIVERY_PERMFAIL, evpid);
         queue_envelope_delete(&mut s.backend, evpid);
         return;
     }
@@ -260,15 +258,6 @@ fn bounce_report(evp: &Envelope) -> String {
         report.truncate(end);
     }
     report
-}
-
-/// Tells the scheduler how an envelope fared, by its id (queue.rs's
-/// queue_scheduler_ack, which is private to it).
-fn bounce_scheduler_evpid(s: &mut Queue, delivery: ImsgType, evpid: u64) {
-    let p = s.peers.p(ProcType::PROC_SCHEDULER);
-    m_create(p, delivery, 0, 0, None);
-    m_add_evpid(p, evpid);
-    m_close(p);
 }
 
 /// bounce_fd(): the dispatcher's answer to IMSG_QUEUE_SMTP_SESSION, a
@@ -776,7 +765,7 @@ fn bounce_delivery(q: &mut Queue, msg: BounceMessage, delivery: ImsgType, status
             m_add_envelope(p, &evp);
             m_close(p);
         } else {
-            bounce_scheduler_evpid(q, delivery, be.id);
+            queue_scheduler_ack(q, delivery, be.id);
             queue_envelope_delete(&mut q.backend, be.id);
         }
     }

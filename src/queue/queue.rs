@@ -1,10 +1,12 @@
 //! queue.c: the process that owns the spool (OpenSMTPD queue.c 1.196).
 //!
-//! So far the receiving side: messages created, their data file handed
-//! to the dispatcher, envelopes stored as lka expands recipients, commits
-//! and rollbacks; and the walk of the spool at start that gives the
-//! scheduler every envelope already queued. Delivery and bounces arrive
-//! with the next issue.
+//! The receiving side: messages created, their data file handed to the
+//! dispatcher, envelopes stored as lka expands recipients, commits and
+//! rollbacks; the walk of the spool at start that gives the scheduler
+//! every envelope already queued; and the delivery side: the scheduler's
+//! orders carried out (deliver, expire, remove, warn), the results of
+//! deliveries recorded, and bounces made (queue_bounce) and sent
+//! (bounce.rs). The control commands come with smtpctl.
 //!
 //! Commits are durable before they are acknowledged (OpenSMTPD's are not,
 //! see queue_fs.rs), and batched: the commits that arrive in one turn of
@@ -480,7 +482,8 @@ fn queue_delivery_envelope(s: &mut Queue, evpid: u64, what: &str) -> Option<Enve
     evp
 }
 
-fn queue_scheduler_ack(s: &mut Queue, t: ImsgType, evpid: u64) {
+/// Tells the scheduler what became of an envelope, by its id.
+pub(super) fn queue_scheduler_ack(s: &mut Queue, t: ImsgType, evpid: u64) {
     let p = s.peers.p(ProcType::PROC_SCHEDULER);
     m_create(p, t, 0, 0, None);
     m_add_evpid(p, evpid);
