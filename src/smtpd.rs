@@ -817,6 +817,11 @@ struct Child {
     title: String,
     mda_out: Option<File>,
     mda_id: u64,
+    /// Our copy of the write end of an MDA's stdin, kept until the
+    /// dispatcher has written the whole message: should the dispatcher
+    /// die before, the agent never reads an end of file that would make
+    /// it deliver part of a message; it is killed instead.
+    mda_in: Option<OwnedFd>,
     path: Option<String>,
     cause: Option<String>,
 }
@@ -860,6 +865,7 @@ fn parent_imsg(s: &mut Parent, base: &mut EventBase<Parent>, from: ProcType, ims
     };
     match ImsgType::from_u32(imsg.hdr.type_) {
         Some(ImsgType::IMSG_MDA_KILL) => parent_imsg_mda_kill(s, &imsg),
+        Some(ImsgType::IMSG_MDA_DONE) => parent_imsg_mda_done(s, &imsg),
         Some(ImsgType::IMSG_LKA_OPEN_FORWARD) => parent_imsg_open_forward(s, from, &imsg),
         Some(ImsgType::IMSG_MDA_FORK) => {
             let mut m = m_msg(&imsg);
@@ -956,6 +962,22 @@ fn parent_imsg_open_forward(s: &mut Parent, from: ProcType, imsg: &Imsg) {
     );
 }
 
+/// IMSG_MDA_DONE from the dispatcher (not in OpenSMTPD, where only the
+/// parent sends it): the whole message is written to the agent; our copy
+/// of its stdin goes, and the agent sees the end of the message.
+fn parent_imsg_mda_done(s: &mut Parent, imsg: &Imsg) {
+    let mut m = m_msg(imsg);
+    let reqid = m_get_id(&mut m);
+    m_end(&m);
+    if let Some(c) = s
+        .children
+        .values_mut()
+        .find(|c| c.type_ == ChildType::Mda && c.mda_id == reqid)
+    {
+        c.mda_in = None;
+    }
+}
+
 /// IMSG_MDA_KILL: the dispatcher gives up on a delivery; the agent gets
 /// SIGTERM, and its end is reported with the given cause.
 fn parent_imsg_mda_kill(s: &mut Parent, imsg: &Imsg) {
@@ -987,6 +1009,12 @@ fn parent_shutdown(s: &mut Parent, base: &mut EventBase<Parent>) -> ! {
 
 fn parent_shutdown_status(s: &mut Parent, base: &mut EventBase<Parent>, status: i32) -> ! {
     use ProcType::*;
+    // An agent that has not had its whole message will never have it.
+    for (&pid, c) in s.children.iter_mut() {
+        if c.mda_in.take().is_some() {
+            let _ = sysproc::kill(pid, libc::SIGKILL);
+        }
+    }
     for proc in [
         PROC_CA,
         PROC_DISPATCHER,
@@ -1295,6 +1323,7 @@ fn child_add<'a>(
         title: title.to_string(),
         mda_out: None,
         mda_id: 0,
+        mda_in: None,
         path: None,
         cause: None,
     };
@@ -1569,9 +1598,14 @@ pub(crate) fn forkmda(
             &format!("fork: {}", strerror(&e)),
         ),
         Ok(Fork::Parent(pid)) => {
+            let mda_in = match pipe_w.try_clone() {
+                Ok(fd) => fd,
+                Err(e) => fatal!(e, "forkmda: dup"),
+            };
             let c = child_add(s, pid, ChildType::Mda, "");
             c.mda_out = Some(allout);
             c.mda_id = id;
+            c.mda_in = Some(mda_in);
             drop(pipe_r);
             let p = s.peers.p(from);
             m_create(p, ImsgType::IMSG_MDA_FORK, 0, 0, Some(pipe_w));
@@ -1602,6 +1636,7 @@ fn forkmda_child(
     allout: File,
 ) -> ! {
     use crate::dispatcher::{mda_mbox, mda_unpriv};
+    let ppid = sysproc::getppid();
     // mail.local runs as root and needs the mailbox to exist already.
     if local.is_mbox() {
         mda_mbox::mda_mbox_init(deliver);
@@ -1612,6 +1647,9 @@ fn forkmda_child(
     if let Err(e) = sysproc::drop_privileges(pw_uid, pw_gid) {
         fatal!(e, "forkmda: cannot drop privileges");
     }
+    // Should the whole tree be killed, the agent goes with it rather
+    // than deliver the part of the message it had (smtpd.8).
+    sysproc::die_with_parent(ppid);
     for (from, to) in [
         (pipe_r.as_raw_fd(), 0),
         (allout.as_raw_fd(), 1),

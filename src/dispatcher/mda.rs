@@ -603,6 +603,12 @@ fn mda_io_lowat(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, key: u64) 
             if let Some(io) = s.io.take() {
                 io_free(base, io);
             }
+            // The parent lets go of its copy of the pipe: only now does
+            // the agent see the end of the message (smtpd.rs, Child).
+            let p = d.peers.p(ProcType::PROC_PARENT);
+            m_create(p, ImsgType::IMSG_MDA_DONE, 0, 0, None);
+            m_add_id(p, key);
+            m_close(p);
             return;
         };
         let Some(io) = s.io.as_mut() else {

@@ -192,6 +192,24 @@ pub fn getppid() -> libc::pid_t {
     unsafe { libc::getppid() }
 }
 
+/// Asks the kernel to SIGKILL this process when the process that forked
+/// it dies (Linux prctl PR_SET_PDEATHSIG); nothing elsewhere, where no
+/// such request exists. The request is dropped by a change of uid or
+/// gid, so it is made after the privilege drop; and if the parent,
+/// `ppid`, is gone already, the process exits at once.
+pub fn die_with_parent(ppid: libc::pid_t) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with integer arguments only.
+        let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        if r == -1 || getppid() != ppid {
+            exit_now(1);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = ppid;
+}
+
 /// setsid(2).
 pub fn setsid() -> io::Result<()> {
     // SAFETY: setsid has no arguments.

@@ -128,9 +128,10 @@ impl TestDir {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
         let path = path.canonicalize().expect("canonicalize");
         fs::create_dir(path.join("run")).expect("create run/");
-        // Nothing binds it yet (there is no SMTP server), but keep daemons
-        // that run side by side apart anyway.
-        let port = 42000 + ((std::process::id() * 7 + n) % 2000) as u16;
+        // Below the kernel's ephemeral range (32768 up on Linux, 49152
+        // up on OpenBSD): a client's own end of a connection, even one in
+        // TIME_WAIT, would keep smtpd from binding the port.
+        let port = 21000 + ((std::process::id() * 7 + n) % 2000) as u16;
         let conf = format!(
             "listen on 127.0.0.1 port {port}\n\
              action \"local\" mbox\n\
