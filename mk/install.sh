@@ -48,6 +48,18 @@ OpenBSD) exit 0 ;;
 esac
 
 sh "$(dirname "$0")/users.sh" "$user" "$quser" "$chrootdir"
+# mail.local runs as the recipient and locks the mailbox with a
+# USER.lock file in /var/mail, which Debian keeps writable by the group
+# mail only: like Debian's own mail.local, it runs set-group-ID to the
+# directory's group. (OpenBSD's /var/mail is writable by all, sticky.)
+mailgroup=$(stat -c %G /var/mail 2>/dev/null || true)
+case "$mailgroup" in
+"" | root) ;;
+*)
+	chgrp "$mailgroup" "$destdir$libexecdir/mail.local"
+	chmod 2555 "$destdir$libexecdir/mail.local"
+	;;
+esac
 # OpenSMTPD's spool root: root-owned, traversable, not listable.
 if [ ! -d "$spooldir" ]; then
 	install -d -o root -m 711 "$spooldir"

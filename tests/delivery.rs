@@ -22,7 +22,8 @@ use common::smtp::{code, start_with_env, Client};
 use common::{poll_until, skip_unless_root, user, Daemon, TestDir};
 
 /// The helpers smtpd runs, by the name it runs them under.
-const HELPERS: [(&str, &str); 4] = [
+const HELPERS: [(&str, &str); 5] = [
+    ("mail.local", env!("CARGO_BIN_EXE_mail-local")),
     ("mail.maildir", env!("CARGO_BIN_EXE_mail-maildir")),
     ("mail.mboxfile", env!("CARGO_BIN_EXE_mail-mboxfile")),
     ("mail.lmtp", env!("CARGO_BIN_EXE_mail-lmtp")),
@@ -106,6 +107,15 @@ fn libexec(dir: &TestDir) -> PathBuf {
     for (name, bin) in HELPERS {
         fs::copy(bin, lib.join(name)).unwrap();
         fs::set_permissions(lib.join(name), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // As mk/install.sh installs it: set-group-ID to /var/mail's group,
+    // to lock mailboxes there as the recipient.
+    use std::os::unix::fs::MetadataExt;
+    let spool_gid = fs::metadata("/var/mail").map_or(0, |m| m.gid());
+    if spool_gid != 0 {
+        let local = lib.join("mail.local");
+        std::os::unix::fs::chown(&local, Some(0), Some(spool_gid)).unwrap();
+        fs::set_permissions(&local, fs::Permissions::from_mode(0o2755)).unwrap();
     }
     lib
 }
@@ -970,4 +980,315 @@ fn accepted_mail_is_delivered_after_sigkill_of_the_whole_tree() {
         count.len()
     );
     assert!(!accepted.is_empty(), "no message went through");
+}
+
+/// /var/mail/smtpdtest1 for one test: removed before and after.
+struct Mailbox(PathBuf);
+
+impl Mailbox {
+    fn take(user: &str) -> Mailbox {
+        let p = PathBuf::from("/var/mail").join(user);
+        let _ = fs::remove_file(&p);
+        Mailbox(p)
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn mbox_delivery_through_mail_local_is_read_back_whole() {
+    let Some(_turn) = can_run("mbox_delivery_through_mail_local_is_read_back_whole") else {
+        return;
+    };
+    let mbox = Mailbox::take("smtpdtest1");
+    let dir = TestDir::new("dlv-mbox");
+    let d = start(
+        &dir,
+        "listen on 127.0.0.1 port @PORT@\n\
+         action \"mb\" mbox\n\
+         match from any for local action \"mb\"\n",
+        &[],
+    );
+    let body: &[u8] = b"caf\xc3\xa9 cr\xc3\xa8me \xe9t\xe9\r\n\
+        \r\n\
+        From here on, a line mail.local quotes\r\n\
+        ..two dots on the wire, one in the box\r\n\
+        last\r\n";
+    for i in 1..=2 {
+        let mut data = format!(
+            "From: Bob <bob@example.org>\r\nSubject: mbox {i}\r\nX-Seq: {i}\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        )
+        .into_bytes();
+        data.extend_from_slice(body);
+        send(
+            &d,
+            dir.port,
+            "bob@example.org",
+            &["smtpdtest1@localhost"],
+            &data,
+        );
+    }
+    let lines = wait_deliveries(&d, 2, Duration::from_secs(20));
+    for l in &lines {
+        assert_eq!(field(l, "result"), "Ok", "{l}");
+    }
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(&mbox.0).unwrap();
+    assert_eq!(meta.uid(), user("smtpdtest1").0);
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    let raw = fs::read(&mbox.0).unwrap();
+    assert!(
+        raw.starts_with(b"From bob@example.org "),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    let msgs = read_box("mbox", &mbox.0);
+    assert_eq!(msgs.len(), 2, "{}", String::from_utf8_lossy(&raw));
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(
+            m.header("Subject"),
+            Some(format!("mbox {}", i + 1).as_str())
+        );
+        assert_eq!(m.header("Return-Path"), Some("<bob@example.org>"));
+        assert_eq!(m.header("Delivered-To"), Some("smtpdtest1@localhost"));
+        // LF line ends, one dot less, the From_ quoted (the empty line
+        // that ends each message in the file is the reader's).
+        assert_eq!(
+            m.body,
+            b"caf\xc3\xa9 cr\xc3\xa8me \xe9t\xe9\n\n>From here on, a line mail.local quotes\n\
+              .two dots on the wire, one in the box\nlast\n"
+        );
+    }
+}
+
+/// A sender's maildir in the test's directory, and a recipient domain
+/// whose deliveries fail as the command says.
+fn failing_conf(command: &str, extra: &str) -> String {
+    format!(
+        "listen on 127.0.0.1 port @PORT@\n{extra}\
+         action \"md\" maildir \"@DIR@/boxes/%{{user.username}}\"\n\
+         table vfail {{ \"@fail.test\" = \"smtpdtest1\" }}\n\
+         action \"fail\" mda \"/bin/sh -c '{command}'\" virtual <vfail>\n\
+         match from any for domain \"fail.test\" action \"fail\"\n\
+         match from any for local action \"md\"\n"
+    )
+}
+
+/// The reports in the sender's maildir, read by Python's email package:
+/// for each, its Subject, and the Action and Status of its
+/// message/delivery-status part; any defect the parser found fails.
+fn reports(maildir: &Path) -> Vec<(String, String, String)> {
+    if !maildir.join("cur").is_dir() {
+        return Vec::new();
+    }
+    const DSN: &str = r#"
+import mailbox, sys, email.policy
+box = mailbox.Maildir(sys.argv[1], factory=None, create=False)
+for key in sorted(box.keys()):
+    msg = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+    defects = list(msg.defects) + [d for p in msg.walk() for d in p.defects]
+    assert not defects, defects
+    action = status = ""
+    for part in msg.walk():
+        if part.get_content_type() == "message/delivery-status":
+            for block in part.get_payload():
+                action = block.get("Action", action)
+                status = block.get("Status", status)
+    print("%s|%s|%s" % (msg["Subject"], action, status))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", DSN])
+        .arg(maildir)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(3, '|').map(str::to_string);
+            (
+                f.next().unwrap_or_default(),
+                f.next().unwrap_or_default(),
+                f.next().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_failing_delivery_warns_at_the_interval_then_bounces_at_expiry() {
+    let Some(_turn) = can_run("a_failing_delivery_warns_at_the_interval_then_bounces_at_expiry")
+    else {
+        return;
+    };
+    let dir = TestDir::new("dlv-expire");
+    owned_dir(&dir, "boxes", "smtpdtest2");
+    let sender_box = owned_dir(&dir, "boxes/smtpdtest2", "smtpdtest2");
+    let conf = failing_conf(
+        "echo mailbox busy >&2; exit 75",
+        "queue ttl 6s\nbounce warn-interval 2s\n",
+    );
+    let d = start(&dir, &conf, &[]);
+    send(
+        &d,
+        dir.port,
+        "smtpdtest2@localhost",
+        &["someone@fail.test"],
+        b"Subject: doomed\r\n\r\nwill not make it\r\n",
+    );
+    let ok = poll_until(Duration::from_secs(30), || reports(&sender_box).len() >= 2);
+    let got = reports(&sender_box);
+    assert!(ok, "{got:?}\n{}", d.stderr());
+    let mut got = got;
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(got.len(), 2, "{got:?}");
+    let (delayed, failed) = (&got[0], &got[1]);
+    assert_eq!(delayed.1, "delayed", "{got:?}");
+    assert!(delayed.2.starts_with("4."), "{got:?}");
+    assert!(
+        delayed.0.contains("Delivery status notification"),
+        "{got:?}"
+    );
+    assert_eq!(failed.1, "failed", "{got:?}");
+    assert_eq!(failed.2, "5.4.7", "{got:?}");
+    let log = d.stderr();
+    assert!(
+        log.contains("stat=Envelope expired"),
+        "no expiry logged:\n{log}"
+    );
+    // The original went at expiry, the reports once delivered.
+    assert!(
+        poll_until(Duration::from_secs(10), || common::smtp::queued(
+            &dir.spool()
+        )
+        .iter()
+        .all(|(_, f)| f.is_empty())),
+        "{:?}",
+        common::smtp::queued(&dir.spool())
+    );
+}
+
+#[test]
+fn a_permanent_failure_bounces_once_and_a_bounce_never_bounces() {
+    let Some(_turn) = can_run("a_permanent_failure_bounces_once_and_a_bounce_never_bounces") else {
+        return;
+    };
+    let dir = TestDir::new("dlv-permfail");
+    owned_dir(&dir, "boxes", "smtpdtest2");
+    let sender_box = owned_dir(&dir, "boxes/smtpdtest2", "smtpdtest2");
+    let conf = failing_conf("echo no such mailbox >&2; exit 67", "");
+    let d = start(&dir, &conf, &[]);
+    // To a local sender: one report. From a sender whose own mail fails:
+    // the report to it fails too, and goes nowhere.
+    send(
+        &d,
+        dir.port,
+        "smtpdtest2@localhost",
+        &["nobody-here@fail.test"],
+        b"Subject: unknown user\r\n\r\nhello?\r\n",
+    );
+    send(
+        &d,
+        dir.port,
+        "bouncer@fail.test",
+        &["nobody-here@fail.test"],
+        b"Subject: double\r\n\r\nhello?\r\n",
+    );
+    let ok = poll_until(Duration::from_secs(20), || {
+        !reports(&sender_box).is_empty()
+            && deliveries(&d)
+                .iter()
+                .filter(|l| l.contains("result=PermFail"))
+                .count()
+                >= 3
+    });
+    let got = reports(&sender_box);
+    assert!(ok, "{got:?}\n{}", d.stderr());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1, "failed");
+    // The MDA's failures are "other mail system status" (5.3.0), as C's.
+    assert_eq!(got[0].2, "5.3.0", "{got:?}");
+    let lines = deliveries(&d);
+    let fails: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("result=PermFail"))
+        .collect();
+    assert!(
+        fails[0].contains("stat=Error (user unknown: \"no such mailbox\")"),
+        "{fails:?}"
+    );
+    // The report to bouncer@fail.test failed in turn; nothing reports
+    // on a report.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        deliveries(&d)
+            .iter()
+            .filter(|l| l.contains("result=PermFail"))
+            .count(),
+        3,
+        "{:?}",
+        deliveries(&d)
+    );
+    assert!(
+        common::smtp::queued(&dir.spool())
+            .iter()
+            .all(|(_, f)| f.is_empty()),
+        "{:?}",
+        common::smtp::queued(&dir.spool())
+    );
+}
+
+#[test]
+fn a_user_gone_after_acceptance_gets_the_mail_bounced() {
+    let Some(_turn) = can_run("a_user_gone_after_acceptance_gets_the_mail_bounced") else {
+        return;
+    };
+    let dir = TestDir::new("dlv-gone");
+    owned_dir(&dir, "boxes", "smtpdtest2");
+    let sender_box = owned_dir(&dir, "boxes/smtpdtest2", "smtpdtest2");
+    let (uid, gid) = user("smtpdtest1");
+    let users = dir.path.join("users");
+    fs::write(
+        &users,
+        format!("leaving {uid}:{gid}:{}\n", dir.path.join("boxes").display()),
+    )
+    .unwrap();
+    let conf = "listen on 127.0.0.1 port @PORT@\n\
+                table users file:@DIR@/users\n\
+                action \"ub\" maildir \"@DIR@/boxes/%{user.username}\" userbase <users>\n\
+                action \"md\" maildir \"@DIR@/boxes/%{user.username}\"\n\
+                match from any for domain \"ub.test\" action \"ub\"\n\
+                match from any for local action \"md\"\n";
+    // Accepted while the user exists; delivered once it is gone.
+    let d = start(&dir, conf, &["-P", "mda"]);
+    send(
+        &d,
+        dir.port,
+        "smtpdtest2@localhost",
+        &["leaving@ub.test"],
+        b"Subject: too late\r\n\r\nbye\r\n",
+    );
+    drop(d);
+    fs::write(&users, "").unwrap();
+    let d = start(&dir, conf, &[]);
+    let lines = wait_deliveries(&d, 2, Duration::from_secs(20));
+    let gone = lines
+        .iter()
+        .find(|l| l.contains("rcpt=<leaving@ub.test>"))
+        .unwrap();
+    assert_eq!(field(gone, "result"), "PermFail", "{gone}");
+    assert_eq!(field(gone, "stat"), "Permanent failure in user lookup");
+    let got = reports(&sender_box);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1, "failed");
+    assert_eq!(got[0].2, "5.1.6", "{got:?}");
 }

@@ -1028,6 +1028,25 @@ mod tests {
         assert!(walk_all(&mut q).iter().all(|e| e.id != late.id));
     }
 
+    #[test]
+    fn the_walk_removes_a_message_left_without_envelopes_by_a_crash() {
+        let spool = Spool::new("orphan");
+        let mut q = open("fs", &spool);
+        let (kept, _) = receive(&mut q, "kept\n", &["a"]);
+        let (orphan, evps) = receive(&mut q, "orphan\n", &["b"]);
+        assert!(queue_message_commit(&mut q, &[kept, orphan])
+            .iter()
+            .all(|&ok| ok));
+        let dir = |msgid: u32| spool.path(&format!("queue/{:02x}/{msgid:08x}", msgid >> 24));
+        // The crash came between the envelope's unlink and the message's.
+        std::fs::remove_file(dir(orphan).join(format!("{:016x}", evps[0].id))).unwrap();
+        let mut q = open("fs", &spool);
+        let found = walk_all(&mut q);
+        assert_eq!(found.len(), 1);
+        assert!(dir(kept).join("message").exists());
+        assert!(!dir(orphan).exists());
+    }
+
     /// A message directory as OpenSMTPD 7.8 leaves it, one envelope a
     /// text it wrote (see envelope.rs for how they were captured).
     fn opensmtpd_message(spool: &Spool, msgid: u32, texts: &[(u64, &str)]) -> PathBuf {

@@ -629,12 +629,34 @@ fn queue_fs_envelope_delete(fs: &mut QueueFs, evpid: u64) -> bool {
 
 /// Whether the queued message's directory still holds an envelope.
 fn fsqueue_message_has_envelopes(fs: &QueueFs, msgid: u32) -> bool {
-    let Ok(entries) = std::fs::read_dir(fsqueue_message_path(fs, msgid)) else {
+    fsqueue_dir_has_envelopes(&fsqueue_message_path(fs, msgid))
+}
+
+fn fsqueue_dir_has_envelopes(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
     entries
         .flatten()
         .any(|e| fsqueue_evpid_from_name(&e.file_name().to_string_lossy()).is_some())
+}
+
+/// A queued message directory without envelopes is what a crash leaves
+/// between the deletion of a message's last envelope and that of the
+/// message: nothing will ever refer to it again, so the walk removes it
+/// (OpenSMTPD leaves it for ever). A committed message always has an
+/// envelope until then, as commit moves it in with its envelopes.
+fn fsqueue_qwalk_orphan(dir: &Path) {
+    if fsqueue_dir_has_envelopes(dir) {
+        return;
+    }
+    log_info!(
+        "info: queue-fs: removing message without envelopes {}",
+        dir.display()
+    );
+    if !rmtree(dir, false) {
+        log_warnx!("warn: queue-fs: rmtree: {}", dir.display());
+    }
 }
 
 /// queue_fs_message_walk(): the envelopes of a queued message: the
@@ -831,7 +853,11 @@ fn fsqueue_qwalk(q: &mut Qwalk, startup: SystemTime) -> Option<u64> {
         let (dir, _) = q.levels.last_mut()?;
         let entry = match dir.next() {
             None => {
-                q.levels.pop();
+                if let Some((_, path)) = q.levels.pop() {
+                    if depth == 3 {
+                        fsqueue_qwalk_orphan(&path);
+                    }
+                }
                 continue;
             }
             Some(Err(_)) => continue,
