@@ -55,6 +55,7 @@ enum Conn {
 }
 
 fn main() {
+    smtpd::sys::process::note_parent();
     // OpenSMTPD prints its name twice here; once is enough.
     if geteuid() == 0 {
         errx(EX_TEMPFAIL, "may not be executed as root");
@@ -343,6 +344,11 @@ fn stream_file(conn: &mut BufWriter<Conn>) {
     loop {
         buf.clear();
         match stdin.read_until(b'\n', &mut buf) {
+            // Without its final dot the server delivers nothing.
+            Ok(0) if smtpd::sys::process::orphaned() => errx(
+                EX_TEMPFAIL,
+                "delivery abandoned: the process that started it is gone",
+            ),
             Ok(0) => return,
             Ok(_) => {}
             Err(e) => errx(EX_TEMPFAIL, &format!("getline: {e}")),

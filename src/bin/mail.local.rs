@@ -48,6 +48,7 @@ const LOCK_SLEEPS: u32 = 10;
 const LOCK_STALE: i64 = 300;
 
 fn main() {
+    smtpd::sys::process::note_parent();
     // LOG_PERROR: each message goes to standard error too, where smtpd
     // takes the last line for its log and the bounce.
     openlog(PROGNAME, LOG_PERROR, LOG_MAIL);
@@ -92,6 +93,12 @@ fn main() {
     let from = from.unwrap_or_else(getfrom);
 
     let mut fd = storemail(&from);
+    if smtpd::sys::process::orphaned() {
+        merr(
+            EX_TEMPFAIL,
+            format_args!("delivery abandoned: the process that started it is gone"),
+        );
+    }
     let mut biff = Biff::default();
     let mut eval = 0;
     for name in users {

@@ -29,6 +29,7 @@ const MAILADDR_ESCAPE: &str = "!#$%&'*/?^`{|}~";
 const PROGNAME: &str = "mail.maildir";
 
 fn main() {
+    smtpd::sys::process::note_parent();
     let args: Vec<String> = match std::env::args_os().map(OsString::into_string).collect() {
         Ok(args) => args,
         Err(_) => errx(1, "arguments must be UTF-8"),
@@ -140,6 +141,13 @@ fn maildir_engine(dirname: Option<PathBuf>, junk: bool) -> ! {
         }
     };
 
+    if smtpd::sys::process::orphaned() {
+        let _ = std::fs::remove_file(&tmp);
+        errx(
+            EX_TEMPFAIL,
+            "delivery abandoned: the process that started it is gone",
+        );
+    }
     let newdir = if is_junk { &junkpath } else { &dirname }.join("new");
     let new = newdir.join(&filename);
     if let Err(e) = std::fs::rename(&tmp, &new) {

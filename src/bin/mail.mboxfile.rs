@@ -26,6 +26,7 @@ use smtpd::util::util::time_now;
 const PROGNAME: &str = "mail.mboxfile";
 
 fn main() {
+    smtpd::sys::process::note_parent();
     let args: Vec<String> = match std::env::args_os().map(OsString::into_string).collect() {
         Ok(args) => args,
         Err(_) => errx(1, "arguments must be UTF-8"),
@@ -76,6 +77,13 @@ fn mboxfile_engine(sender: &str, filename: &Path) {
         // run into; we cut it off, so the retry starts clean.
         let _ = file.set_len(size);
         err(EX_TEMPFAIL, filename, &e);
+    }
+    if smtpd::sys::process::orphaned() {
+        let _ = file.set_len(size);
+        errx(
+            EX_TEMPFAIL,
+            "delivery abandoned: the process that started it is gone",
+        );
     }
     if created {
         let dir = match filename.parent() {

@@ -53,10 +53,68 @@ pub fn mda_unpriv(
         Err(msg) => mda_errx(1, &msg),
     };
     let mda_environ = mda_unpriv_environ(deliver, pw_dir);
+    // A command without shell syntax, such as the helpers' own command
+    // lines, is run directly: one process less (C always forks a shell),
+    // and the agent is the process the parent watches, which dies with
+    // it (forkmda) instead of living on as the shell's child.
+    if let Some(argv) = mda_simple_argv(&command) {
+        let e = execve(&argv[0], &argv, &mda_environ);
+        mda_perror(&argv[0], &e);
+        // What the shell answers for a command it cannot run.
+        exit_now(127)
+    }
     let argv = ["/bin/sh".to_string(), "-c".to_string(), command];
     let e = execve("/bin/sh", &argv, &mda_environ);
     mda_perror("execle", &e);
     exit_now(1)
+}
+
+/// The argument vector of a command line that means the same to the
+/// shell as to a plain split at blanks: words of characters the shell
+/// gives no meaning to, or double-quoted parts holding no `$`, `` ` ``,
+/// `\` or newline; the first word an absolute or relative path (no PATH
+/// search, no builtin, no assignment). None for anything else, which
+/// goes to /bin/sh.
+pub fn mda_simple_argv(command: &str) -> Option<Vec<String>> {
+    let mut argv: Vec<String> = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quoted = false;
+    for c in command.chars() {
+        if quoted {
+            match c {
+                '"' => quoted = false,
+                '$' | '`' | '\\' | '\n' => return None,
+                c => word.get_or_insert_with(String::new).push(c),
+            }
+            continue;
+        }
+        match c {
+            ' ' | '\t' => {
+                if let Some(w) = word.take() {
+                    argv.push(w);
+                }
+            }
+            '"' => {
+                quoted = true;
+                word.get_or_insert_with(String::new);
+            }
+            c if c.is_ascii_alphanumeric() || "-_./:,+@%=".contains(c) => {
+                word.get_or_insert_with(String::new).push(c)
+            }
+            _ => return None,
+        }
+    }
+    if quoted {
+        return None;
+    }
+    if let Some(w) = word {
+        argv.push(w);
+    }
+    let first = argv.first()?;
+    if !first.contains('/') || first.contains('=') {
+        return None;
+    }
+    Some(argv)
 }
 
 /// The command line given to /bin/sh: expanded, and wrapped in the
@@ -461,5 +519,45 @@ pub(crate) mod tests {
         d.mda_exec = "deliver %{rcpt.user:strip}".into();
         dsp.mda_wrapper = None;
         assert_eq!(mda_unpriv_command(&c, &dsp, &d).unwrap(), "deliver bob");
+    }
+
+    #[test]
+    fn only_commands_without_shell_syntax_run_without_the_shell() {
+        let v = |c: &str| mda_simple_argv(c);
+        assert_eq!(
+            v("/usr/libexec/smtpd/mail.maildir -j \"/home/bob/Mail Dir\""),
+            Some(s(&[
+                "/usr/libexec/smtpd/mail.maildir",
+                "-j",
+                "/home/bob/Mail Dir"
+            ]))
+        );
+        assert_eq!(
+            v("  /x/mail.lmtp   -d 127.0.0.1:24 -r "),
+            Some(s(&["/x/mail.lmtp", "-d", "127.0.0.1:24", "-r"]))
+        );
+        assert_eq!(v("/x/a\"b c\"d"), Some(s(&["/x/ab cd"])));
+        assert_eq!(v("/x/mail.mda \"\""), Some(s(&["/x/mail.mda", ""])));
+        for shell in [
+            "procmail -f x",
+            "/bin/cat | /bin/sh",
+            "/bin/cat > /tmp/x",
+            "/bin/cat; /bin/true",
+            "/bin/echo $HOME",
+            "/x/y \"$HOME\"",
+            "/x/y \"`id`\"",
+            "/x/y \"a\\\"b\"",
+            "/x/y 'single'",
+            "/x/y ~/Maildir",
+            "/x/y *",
+            "/x/y # comment",
+            "FOO=1 /x/y",
+            "/x/y \"unterminated",
+            "/x/y (sub)",
+            "/x/y &",
+            "",
+        ] {
+            assert_eq!(v(shell), None, "{shell}");
+        }
     }
 }

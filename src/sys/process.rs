@@ -210,6 +210,23 @@ pub fn die_with_parent(ppid: libc::pid_t) {
     let _ = ppid;
 }
 
+/// The parent a delivery helper was started by (note_parent).
+static PARENT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Notes the process's parent, for orphaned().
+pub fn note_parent() {
+    PARENT.store(getppid(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the parent noted at start is gone. A delivery helper asks
+/// before it makes a delivery final: smtpd's death closes the helper's
+/// standard input as the end of a message would, and what it read may
+/// be only the start of one.
+pub fn orphaned() -> bool {
+    let p = PARENT.load(std::sync::atomic::Ordering::Relaxed);
+    p != 0 && getppid() != p
+}
+
 /// setsid(2).
 pub fn setsid() -> io::Result<()> {
     // SAFETY: setsid has no arguments.
