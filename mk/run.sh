@@ -22,12 +22,22 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 [ -d "$rundir/spool" ] || install -d -m 711 "$rundir/spool"
 
-# Mail is received and queued durably, but not delivered yet: the
-# scheduler holds every envelope until local delivery exists.
+# The delivery helpers run as the recipient, who may not be able to
+# reach the build tree (under /root, say): they run from a copy in a
+# directory of their own that anyone can read, removed when smtpd exits.
+libexec=$(mktemp -d "${TMPDIR:-/tmp}/smtpd-libexec.XXXXXX")
+trap 'rm -rf "$libexec"' EXIT
+trap 'exit 0' INT TERM
+for h in lmtp local maildir mboxfile mda; do
+	cp "$(dirname "$smtpd")/mail-$h" "$libexec/mail.$h"
+done
+chmod 755 "$libexec" "$libexec"/*
+
 cat >&2 <<MSG
 make run: smtpd on 127.0.0.1:2525; its spool is $rundir/spool.
-Mail is received and queued, but local delivery is not implemented yet:
-accepted messages stay in $rundir/spool/queue, nothing reaches ~/Maildir.
+Mail for a local user (not root: OpenSMTPD delivers to root's mbox
+only) lands in that user's ~/Maildir.
 MSG
 export SMTPD_SPOOL="$rundir/spool" SMTPD_SOCKET="$rundir/smtpd.sock"
-exec "$smtpd" -d -f "$rundir/smtpd.conf"
+export SMTPD_LIBEXEC="$libexec"
+"$smtpd" -d -f "$rundir/smtpd.conf"
