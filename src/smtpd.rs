@@ -354,6 +354,16 @@ fn parent_main(mut conf: Smtpd, o: &Options, args: &[String]) -> i32 {
     }
 
     log_info!("info: {SMTPD_NAME} {SMTPD_VERSION} starting");
+    // The MTA comes with its issue; until then the scheduler holds what
+    // is to be relayed (scheduler.rs), and the administrator is told.
+    for (name, dsp) in conf.sc_dispatchers.iter() {
+        if matches!(dsp.u, crate::config::config::DispatcherAgent::Remote(_)) {
+            log_warnx!(
+                "warn: action \"{name}\": relaying is not implemented yet; \
+                 its mail stays queued"
+            );
+        }
+    }
 
     if !o.foreground {
         if let Err(e) = sysproc::daemon() {
