@@ -277,16 +277,25 @@ nsexec() { # script args...: runs "sh -c script sh args..." in a namespace
 		mount --bind '$resconf' \"\$(readlink -f /etc/resolv.conf)\"
 		$ns_script" sh "$@"
 }
+# mode=relay: mail to relay, which both hold (the throughput and session
+# runs); mode=deliver: mail for a local user, delivered to ~/Maildir (the
+# delivery runs).
+mode=relay
 conf_smtpd() { # dir port
 	install -d -m 711 "$1/spool"
-	printf 'listen on 127.0.0.1 port %s\naction "relay" relay\nmatch from local for any action "relay"\n' \
-	    "$2" >"$1/smtpd.conf"
+	if [ "$mode" = deliver ]; then
+		printf 'listen on 127.0.0.1 port %s\naction "local" maildir\nmatch from any for local action "local"\n' \
+		    "$2" >"$1/smtpd.conf"
+	else
+		printf 'listen on 127.0.0.1 port %s\naction "relay" relay\nmatch from local for any action "relay"\n' \
+		    "$2" >"$1/smtpd.conf"
+	fi
 }
 
 start_smtpd() { # dir port
 	conf_smtpd "$1" "$2"
-	SMTPD_SPOOL=$1/spool SMTPD_SOCKET=$1/smtpd.sock nsexec 'exec "$1" -d -f "$2"' \
-	    "$smtpd" "$1/smtpd.conf" >"$1/server.log" 2>&1 &
+	SMTPD_SPOOL=$1/spool SMTPD_SOCKET=$1/smtpd.sock SMTPD_LIBEXEC=${dlv_libexec:-} \
+	    nsexec 'exec "$1" -d -f "$2"' "$smtpd" "$1/smtpd.conf" >"$1/server.log" 2>&1 &
 	srv_pid=$!
 }
 
@@ -295,12 +304,20 @@ start_smtpd() { # dir port
 # socket (as tests/queue_compat.rs does).
 start_opensmtpd() { # dir port [preload]
 	conf_smtpd "$1" "$2"
+	# Delivering, its helpers are where it was built to find them.
 	nsexec 'mount --bind "$1" /var/spool/smtpd
 		if [ -L /var/run ]; then run=/run; else run=/var/run; fi
 		mount -t tmpfs -o mode=755 tmpfs "$run"
 		[ -z "$4" ] || export LD_PRELOAD="$4"
+		if [ "$5" = deliver ]; then
+			mount -t tmpfs -o mode=755 tmpfs /usr/libexec
+			mkdir /usr/libexec/opensmtpd
+			mount --bind "$6" /usr/libexec/opensmtpd
+			exec "$2" -d -f "$3"
+		fi
 		exec "$2" -d -P mda -P mta -f "$3"' \
-	    "$1/spool" "$ref" "$1/smtpd.conf" "${3:-}" >"$1/server.log" 2>&1 &
+	    "$1/spool" "$ref" "$1/smtpd.conf" "${3:-}" "$mode" "$dir/opensmtpd/usr/libexec/opensmtpd" \
+	    >"$1/server.log" 2>&1 &
 	srv_pid=$!
 }
 start_opensmtpd128() { start_opensmtpd "$1" "$2" "$shim"; }
@@ -463,11 +480,12 @@ tput_run() { # name concurrency run
 }
 
 # The median rate of each server at concurrency $1, against ours.
-tput_report() { # concurrency
-	echo "smtp-source $messages x 4 KiB, concurrency $1, median of $runs:"
+tput_report() { # concurrency [results-dir what]
+	rd=${2:-$dir/tput}
+	echo "smtp-source $messages x 4 KiB${3:+ }${3:-}, concurrency $1, median of $runs:"
 	for s in $tservers; do
-		awk -v s="$s" -v c="$1" '$1 == s && $2 == c { print $4, $5 }' "$dir/tput/rates" | sort -n |
-		    awk -v label="$(label "$s")" -v s="$s" -v f="$dir/tput/ours-c$1" '
+		awk -v s="$s" -v c="$1" '$1 == s && $2 == c { print $4, $5 }' "$rd/rates" | sort -n |
+		    awk -v label="$(label "$s")" -v s="$s" -v f="$rd/ours-c$1" '
 			$1 == "FAIL" { fails++; next }
 			{ t = $1 ~ /t$/; r[n++] = $1 + 0; all = all " " int($1 + 0.5) (t ? "t" : ""); ov += $2; late += t }
 			END {
@@ -483,7 +501,7 @@ tput_report() { # concurrency
 				print line (ov ? sprintf("; %d accept-queue overflows)", ov) : ")")
 			}'
 	done
-	rm -f "$dir/tput/ours-c$1"
+	rm -f "$rd/ours-c$1"
 }
 
 # What each server logged as warnings or errors over all its runs, each
@@ -510,11 +528,12 @@ tput_logged() {
 # system's cost of making files (on ext4 without a journal, as here,
 # most of a queue's CPU time goes to allocating inodes, and where a
 # fresh spool lands makes runs differ by half).
-spool_tmpfs() {
+spool_tmpfs_at() { # dir
 	[ "${BENCH_SPOOL:-disk}" = tmpfs ] || return 0
-	mount -t tmpfs -o size=4g,mode=755 tmpfs "$dir/tput/spools" || return 1
+	mount -t tmpfs -o size=4g,mode=755 tmpfs "$1" || return 1
 	echo "(BENCH_SPOOL=tmpfs: the spools are in memory, nothing reaches a disk)"
 }
+spool_tmpfs() { spool_tmpfs_at "$dir/tput/spools"; }
 if [ -x /usr/sbin/smtp-source ]; then
 	! mountpoint -q "$dir/tput/spools" 2>/dev/null || umount "$dir/tput/spools"
 	rm -rf "$dir/tput"
@@ -539,6 +558,89 @@ if [ -x /usr/sbin/smtp-source ]; then
 	! mountpoint -q "$dir/tput/spools" 2>/dev/null || umount "$dir/tput/spools"
 else
 	echo "throughput: smtp-source (postfix) missing, skipped"
+fi
+
+# End to end: smtp-source sends BENCH_MESSAGES messages of 4 KiB, one
+# session each, to a local user (smtpdtest1, mk/testusers.sh), with 10
+# and then 50 sessions in parallel; the rate counts from the first
+# connection to the last message in the user's ~/Maildir/new. Same
+# configuration for smtpd and Debian's OpenSMTPD (as shipped, and with
+# its backlog raised), BENCH_RUNS runs each, taking turns, fresh spool
+# and maildir each time:
+#     listen on 127.0.0.1 port PORT
+#     action "local" maildir
+#     match from any for local action "local"
+# Both deliver through their own mail.maildir, run as the user: ours
+# from a copy any user can reach (the build tree may be closed to
+# them), OpenSMTPD's mounted where it was built to find them. Every wait
+# is bounded by BENCH_TIMEOUT.
+dlv_user=${BENCH_USER:-smtpdtest1}
+dlv_run() { # name concurrency run
+	d=$dir/deliver/spools/$1
+	log=$dir/deliver/logs/$1-c$2-r$3.log
+	box=$dlv_home/Maildir
+	rm -rf "$box"
+	port=$(freeport)
+	if ! start_server "$1" "$d" "$port"; then
+		echo "$1 $2 $3 FAIL" >>"$dir/deliver/rates"
+		failed=1
+		return 0
+	fi
+	t0=$(date +%s.%N)
+	rc=0
+	timeout "$tmo" smtp-source -s "$2" -m "$messages" -l 4096 -M bench.example \
+	    -f bench@bench.example -t "$dlv_user@localhost" "127.0.0.1:$port" >"$d/smtp-source.log" 2>&1 || rc=$?
+	n=0
+	deadline=$(($(date +%s) + tmo))
+	while [ "$rc" -eq 0 ] && [ "$(date +%s)" -lt "$deadline" ]; do
+		n=$(find "$box/new" -type f 2>/dev/null | wc -l)
+		[ "$n" -lt "$messages" ] || break
+		sleep 0.1
+	done
+	t1=$(date +%s.%N)
+	stop_server "$1" "$d"
+	cp "$d/server.log" "$log" 2>/dev/null || true
+	if [ "$rc" -ne 0 ] || [ "$n" -ne "$messages" ]; then
+		echo "bench: $(label "$1"), delivery, concurrency $2, run $3: smtp-source exit $rc," \
+		    "$n of $messages delivered; log $log" >&2
+		echo "$1 $2 $3 FAIL" >>"$dir/deliver/rates"
+		failed=1
+		return 0
+	fi
+	rate=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
+	echo "$1 $2 $3 $rate 0" >>"$dir/deliver/rates"
+}
+dlv_servers=$(echo "$tservers" | sed 's/ *postfix//')
+if [ -x /usr/sbin/smtp-source ] && sh "$(dirname "$0")/testusers.sh" &&
+    dlv_home=$(getent passwd "$dlv_user" | cut -d: -f6) && [ -d "$dlv_home" ]; then
+	rm -rf "$dir/deliver"
+	mkdir -p "$dir/deliver/logs" "$dir/deliver/spools"
+	spool_tmpfs_at "$dir/deliver/spools" || { echo "bench: cannot mount a tmpfs on $dir/deliver/spools" >&2; exit 1; }
+	dlv_libexec=$(mktemp -d "${TMPDIR:-/tmp}/smtpd-bench-libexec.XXXXXX")
+	for h in lmtp local maildir mboxfile mda; do
+		cp "$(dirname "$smtpd")/mail-$h" "$dlv_libexec/mail.$h"
+	done
+	chmod 755 "$dlv_libexec" "$dlv_libexec"/*
+	mode=deliver
+	for c in 10 50; do
+		r=1
+		while [ "$r" -le "$runs" ]; do
+			for s in $dlv_servers; do
+				dlv_run "$s" "$c" "$r"
+			done
+			r=$((r + 1))
+		done
+	done
+	mode=relay
+	rm -rf "$dlv_libexec" "$dlv_home/Maildir"
+	dlv_libexec=""
+	tservers=$dlv_servers
+	for c in 10 50; do
+		tput_report "$c" "$dir/deliver" "to $dlv_user's ~/Maildir"
+	done
+	! mountpoint -q "$dir/deliver/spools" 2>/dev/null || umount "$dir/deliver/spools"
+else
+	echo "delivery: smtp-source (postfix) or the user $dlv_user missing, skipped"
 fi
 
 # Memory of the server's tree with BENCH_SESSIONS idle sessions. The
