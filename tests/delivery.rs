@@ -1292,3 +1292,47 @@ fn a_user_gone_after_acceptance_gets_the_mail_bounced() {
     assert_eq!(got[0].1, "failed");
     assert_eq!(got[0].2, "5.1.6", "{got:?}");
 }
+
+#[test]
+fn alias_loops_and_chains_too_deep_are_refused_and_the_session_goes_on() {
+    let Some(_turn) =
+        can_run("alias_loops_and_chains_too_deep_are_refused_and_the_session_goes_on")
+    else {
+        return;
+    };
+    let dir = TestDir::new("dlv-aliasloop");
+    owned_dir(&dir, "boxes", "smtpdtest1");
+    // loop1 -> loop2 -> loop1; deep0 -> deep1 -> ... -> deep11 -> smtpdtest1,
+    // deeper than OpenSMTPD's EXPAND_DEPTH (10); short0 -> short1 -> user.
+    let mut aliases = String::from("loop1: loop2\nloop2: loop1\n");
+    for i in 0..11 {
+        aliases.push_str(&format!("deep{i}: deep{}\n", i + 1));
+    }
+    aliases.push_str("deep11: smtpdtest1\nshort0: short1\nshort1: smtpdtest1\n");
+    fs::write(dir.path.join("aliases"), aliases).unwrap();
+    let d = start(
+        &dir,
+        "listen on 127.0.0.1 port @PORT@\n\
+         table aliases file:@DIR@/aliases\n\
+         action \"md\" maildir \"@DIR@/boxes/%{user.username}\" alias <aliases>\n\
+         match from any for local action \"md\"\n",
+        &[],
+    );
+    let mut c = Client::connect(dir.port);
+    assert_eq!(code(&c.reply()[0]), "220");
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    assert_eq!(code(&c.cmd("MAIL FROM:<bob@example.org>")), "250");
+    for rcpt in ["loop1@localhost", "deep0@localhost"] {
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+        assert!(r.starts_with("524 5.2.4 "), "{rcpt}: {r}\n{}", d.stderr());
+    }
+    let r = c.cmd("RCPT TO:<short0@localhost>");
+    assert_eq!(code(&r), "250", "{r}");
+    assert_eq!(code(&c.cmd("DATA")), "354");
+    c.send(b"Subject: chain\r\n\r\nthrough two aliases\r\n.\r\n");
+    assert_eq!(code(&c.reply()[0]), "250");
+    let lines = wait_deliveries(&d, 1, Duration::from_secs(20));
+    assert_eq!(field(&lines[0], "result"), "Ok", "{}", lines[0]);
+    assert_eq!(field(&lines[0], "rcpt"), "<short0@localhost>");
+    assert_eq!(field(&lines[0], "user"), "smtpdtest1");
+}
