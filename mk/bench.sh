@@ -497,7 +497,7 @@ tput_report() { # concurrency [results-dir what]
 				else if ((getline ours <f) > 0 && ours > 0)
 					line = line sprintf("   ours is %.2fx", ours / m)
 				line = line "   (runs:" all (fails ? sprintf(", %d failed", fails) : "")
-				line = line (late ? "; t: stopped at BENCH_TIMEOUT, rate of what was queued" : "")
+				line = line (late ? "; t: stopped at BENCH_TIMEOUT, rated on what it had done" : "")
 				print line (ov ? sprintf("; %d accept-queue overflows)", ov) : ")")
 			}'
 	done
