@@ -979,6 +979,11 @@ fn parent_imsg_mda_done(s: &mut Parent, imsg: &Imsg) {
     let mut m = m_msg(imsg);
     let reqid = m_get_id(&mut m);
     m_end(&m);
+    mda_input_done(s, reqid);
+}
+
+/// Closes our copy of the stdin of the agent of delivery `reqid`.
+fn mda_input_done(s: &mut Parent, reqid: u64) {
     if let Some(c) = s
         .children
         .values_mut()

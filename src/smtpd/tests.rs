@@ -594,6 +594,8 @@ fn deliver_one(
     assert_eq!(fork.hdr.type_, ImsgType::IMSG_MDA_FORK as u32);
     let pipe = imsg_get_fd(&mut fork).expect("the message pipe");
     std::io::Write::write_all(&mut File::from(pipe), b"Subject: hi\n\nhello\n").unwrap();
+    // The dispatcher's IMSG_MDA_DONE: the parent lets go of its copy.
+    mda_input_done(s, id);
     let pid = *s.children.keys().next().expect("the agent is a child");
     let status = wait_child(pid, "mda");
     parent_child_ended(s, base, pid, status);
