@@ -1,29 +1,45 @@
 //! control.c: the control socket, through which smtpctl talks to the
 //! daemon (OpenSMTPD control.c 1.133).
 //!
-//! So far: the socket (created as root before the chroot, world-writable
-//! as in OpenSMTPD, and refusing to start a second daemon), the process
-//! itself, and clients accepted as channels of their own. The commands
-//! arrive with smtpctl: until then every request is answered with
-//! IMSG_CTL_FAIL and logged, and a client that sends what cannot be read
-//! is dropped, never the daemon.
+//! The socket is created as root before the chroot, world-writable as in
+//! OpenSMTPD (it refuses to start a second daemon); each client is a
+//! channel of its own, whose peer's uid decides what it may do: the
+//! administrative commands are root's. A client that sends what cannot
+//! be read is dropped, never the daemon.
+//!
+//! So far the commands of smtpctl's log, trace, profile, pause, resume
+//! and show status, and local SMTP sessions for the enqueuer; the
+//! queue's listings and envelope commands, the statistics and the MTA's
+//! commands are answered IMSG_CTL_FAIL, and logged, until they exist.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use crate::config::config::config_peer;
+use crate::config::config::env;
 use crate::io::event::{EvFlags, EventBase, EventId};
 use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::*;
 use crate::pathnames::{smtpd_socket, PATH_CHROOT, SMTPD_USER};
-use crate::smtpd::{child_imsg_common, child_privdrop, imsg_dispatch, imsg_to_str, Peers};
+use crate::smtpd::{
+    child_imsg_common, child_privdrop, imsg_dispatch, imsg_to_str, Peers, SMTPD_MDA_PAUSED,
+    SMTPD_MTA_PAUSED, SMTPD_SMTP_PAUSED,
+};
 use crate::sys::process::{exit_now, umask};
+use crate::sys::socket::getpeereid;
+use crate::util::log::{log_getverbose, log_trace_verbose, profiling, set_profiling, tracing};
 
-/// Keys of client channels start here; below are the peer processes.
+/// Keys of client channels start here; below are the peer processes. A
+/// client's id, which requests carry to other processes as their peerid,
+/// is its key less this.
 const CLIENT_KEY_BASE: u64 = 1 << 32;
+
+/// IMSG_VERSION of smtpd.h: a request carries it as its peerid, so that
+/// an smtpctl of another version is told, not misunderstood.
+pub const IMSG_VERSION: u32 = 16;
 
 /// The control process's state.
 pub struct Control {
@@ -31,14 +47,24 @@ pub struct Control {
     listener: UnixListener,
     ev_listen: Option<EventId>,
     /// Connected smtpctl clients, by key.
-    ctl_conns: BTreeMap<u64, Mproc>,
+    ctl_conns: BTreeMap<u64, CtlConn>,
     next_key: u64,
+    /// The pauses smtpctl has set (C's env->sc_flags, which is read-only
+    /// here). The MTA starts paused: it does not exist yet, and the
+    /// scheduler holds what it would relay.
+    sc_flags: u32,
+}
+
+/// struct ctl_conn: a client, and who it is.
+struct CtlConn {
+    mproc: Mproc,
+    euid: u32,
 }
 
 impl MprocOwner for Control {
     fn mproc(&mut self, key: u64) -> Option<&mut Mproc> {
         if key >= CLIENT_KEY_BASE {
-            self.ctl_conns.get_mut(&key)
+            self.ctl_conns.get_mut(&key).map(|c| &mut c.mproc)
         } else {
             self.peers.get(key)
         }
@@ -46,7 +72,7 @@ impl MprocOwner for Control {
 
     fn mproc_ref(&self, key: u64) -> Option<&Mproc> {
         if key >= CLIENT_KEY_BASE {
-            self.ctl_conns.get(&key)
+            self.ctl_conns.get(&key).map(|c| &c.mproc)
         } else {
             self.peers.get_ref_key(key)
         }
@@ -61,21 +87,43 @@ impl MprocOwner for Control {
     }
 }
 
-/// control_imsg(): messages from the other processes.
+/// control_imsg(): messages from the other processes: answers to a
+/// client's request go back to it, by the peerid it was sent with.
 fn control_imsg(
-    _s: &mut Control,
+    s: &mut Control,
     _base: &mut EventBase<Control>,
     _from: ProcType,
     imsg: Option<Imsg>,
 ) {
     let Some(imsg) = imsg else { control_shutdown() };
-    let Some(imsg) = child_imsg_common(imsg) else {
+    let Some(mut imsg) = child_imsg_common(imsg) else {
         return;
     };
-    fatalx!(
-        "control_imsg: unexpected {} imsg",
-        imsg_to_str(imsg.hdr.type_)
-    )
+    match ImsgType::from_u32(imsg.hdr.type_) {
+        Some(ImsgType::IMSG_CTL_OK | ImsgType::IMSG_CTL_FAIL) => {
+            let Some(c) = s.ctl_conns.get_mut(&control_key(imsg.hdr.peerid)) else {
+                return;
+            };
+            imsg.hdr.peerid = 0;
+            m_forward(&mut c.mproc, &mut imsg);
+        }
+        Some(ImsgType::IMSG_CTL_SMTP_SESSION) => {
+            let fd = crate::ipc::imsg::imsg_get_fd(&mut imsg);
+            let Some(c) = s.ctl_conns.get_mut(&control_key(imsg.hdr.peerid)) else {
+                return;
+            };
+            m_compose(&mut c.mproc, ImsgType::IMSG_CTL_OK, 0, 0, fd, &[]);
+        }
+        _ => fatalx!(
+            "control_imsg: unexpected {} imsg",
+            imsg_to_str(imsg.hdr.type_)
+        ),
+    }
+}
+
+/// A client's key from its id.
+fn control_key(id: u32) -> u64 {
+    CLIENT_KEY_BASE + u64::from(id)
 }
 
 /// control_create_socket(): binds the control socket, refusing to take
@@ -138,6 +186,7 @@ pub fn control(mut peers: Peers, listener: UnixListener, backend_stat: &str) -> 
         ev_listen: None,
         ctl_conns: BTreeMap::new(),
         next_key: CLIENT_KEY_BASE,
+        sc_flags: env().sc_flags | SMTPD_MTA_PAUSED,
     };
     control_listen(&mut s, &mut base);
     if let Err(e) = crate::sys::pledge::pledge("stdio unix recvfd sendfd", None) {
@@ -164,7 +213,8 @@ fn control_listen(s: &mut Control, base: &mut EventBase<Control>) {
     s.ev_listen = Some(ev);
 }
 
-/// control_accept(): one client, as a channel of its own.
+/// control_accept(): one client, as a channel of its own, with the uid
+/// of the process that connected.
 fn control_accept(
     s: &mut Control,
     base: &mut EventBase<Control>,
@@ -180,18 +230,39 @@ fn control_accept(
             return;
         }
     };
+    let euid = match getpeereid(stream.as_fd()) {
+        Ok((uid, _)) => uid,
+        Err(e) => {
+            log_warn!(e, "warn: control_accept: getpeereid");
+            return;
+        }
+    };
     let key = s.next_key;
-    s.next_key += 1;
-    let mut p = mproc_init(OwnedFd::from(stream), ProcType::PROC_CLIENT, "client", 0);
-    mproc_enable(base, &mut p, key);
-    s.ctl_conns.insert(key, p);
+    s.next_key = if s.next_key - CLIENT_KEY_BASE >= u64::from(u32::MAX) {
+        CLIENT_KEY_BASE
+    } else {
+        s.next_key + 1
+    };
+    let mut mproc = mproc_init(OwnedFd::from(stream), ProcType::PROC_CLIENT, "client", 0);
+    mproc_enable(base, &mut mproc, key);
+    s.ctl_conns.insert(key, CtlConn { mproc, euid });
 }
 
 /// control_close(): forgets a client.
 fn control_close(s: &mut Control, base: &mut EventBase<Control>, key: u64) {
-    if let Some(p) = s.ctl_conns.remove(&key) {
-        mproc_clear(base, p);
+    if let Some(c) = s.ctl_conns.remove(&key) {
+        mproc_clear(base, c.mproc);
     }
+}
+
+/// What a request gets: the answer to send the client now, if any.
+enum Answer {
+    Ok,
+    Fail,
+    /// A reply of this type with this payload.
+    Data(ImsgType, Vec<u8>),
+    /// Answered later, by the process the request went to.
+    Later,
 }
 
 /// control_dispatch_ext(): a request from a client. None means the client
@@ -202,15 +273,167 @@ fn control_dispatch_ext(
     key: u64,
     imsg: Option<Imsg>,
 ) {
-    let Some(imsg) = imsg else {
+    let Some(mut imsg) = imsg else {
         control_close(s, base, key);
         return;
     };
-    log_warnx!(
-        "warn: control: {} requested, but control commands are not implemented yet",
-        imsg_to_str(imsg.hdr.type_)
-    );
-    if let Some(p) = s.ctl_conns.get_mut(&key) {
-        m_compose(p, ImsgType::IMSG_CTL_FAIL, 0, 0, None, &[]);
+    let Some(euid) = s.ctl_conns.get(&key).map(|c| c.euid) else {
+        return;
+    };
+    if imsg.hdr.peerid != IMSG_VERSION {
+        if let Some(c) = s.ctl_conns.get_mut(&key) {
+            m_compose(
+                &mut c.mproc,
+                ImsgType::IMSG_CTL_FAIL,
+                IMSG_VERSION,
+                0,
+                None,
+                &[],
+            );
+        }
+        return;
     }
+    let id = (key - CLIENT_KEY_BASE) as u32;
+    let answer = match ImsgType::from_u32(imsg.hdr.type_) {
+        Some(ImsgType::IMSG_CTL_SMTP_SESSION) => control_smtp_session(s, id, euid),
+        // The administrative commands are root's (C's "badcred").
+        _ if euid != 0 => Answer::Fail,
+        Some(t) => control_admin(s, t, &mut imsg),
+        None => Answer::Fail,
+    };
+    let Some(c) = s.ctl_conns.get_mut(&key) else {
+        return;
+    };
+    match answer {
+        Answer::Ok => m_compose(&mut c.mproc, ImsgType::IMSG_CTL_OK, 0, 0, None, &[]),
+        Answer::Fail => m_compose(&mut c.mproc, ImsgType::IMSG_CTL_FAIL, 0, 0, None, &[]),
+        Answer::Data(t, data) => m_compose(&mut c.mproc, t, 0, 0, None, &data),
+        Answer::Later => {}
+    }
+}
+
+/// IMSG_CTL_SMTP_SESSION: the enqueuer asks for a local SMTP session; the
+/// dispatcher opens it and its socket comes back through control_imsg.
+fn control_smtp_session(s: &mut Control, id: u32, euid: u32) -> Answer {
+    if s.sc_flags & SMTPD_SMTP_PAUSED != 0 {
+        return Answer::Fail;
+    }
+    let p = s.peers.p(ProcType::PROC_DISPATCHER);
+    m_compose(
+        p,
+        ImsgType::IMSG_CTL_SMTP_SESSION,
+        id,
+        0,
+        None,
+        &euid.to_ne_bytes(),
+    );
+    Answer::Later
+}
+
+/// A root client's request.
+fn control_admin(s: &mut Control, t: ImsgType, imsg: &mut Imsg) -> Answer {
+    use ImsgType::*;
+    match t {
+        IMSG_CTL_VERBOSE => {
+            let Some(v) = control_int(imsg) else {
+                return Answer::Fail;
+            };
+            log_trace_verbose(v, log_getverbose() != 0);
+            control_broadcast_verbose(s, IMSG_CTL_VERBOSE, v);
+            Answer::Ok
+        }
+        IMSG_CTL_TRACE_ENABLE | IMSG_CTL_TRACE_DISABLE => {
+            let Some(v) = control_int(imsg) else {
+                return Answer::Fail;
+            };
+            let t = if imsg.hdr.type_ == IMSG_CTL_TRACE_ENABLE as u32 {
+                tracing() | v
+            } else {
+                tracing() & !v
+            };
+            log_trace_verbose(t, log_getverbose() != 0);
+            control_broadcast_verbose(s, IMSG_CTL_VERBOSE, t);
+            Answer::Ok
+        }
+        IMSG_CTL_PROFILE_ENABLE | IMSG_CTL_PROFILE_DISABLE => {
+            let Some(v) = control_int(imsg) else {
+                return Answer::Fail;
+            };
+            let p = if imsg.hdr.type_ == IMSG_CTL_PROFILE_ENABLE as u32 {
+                profiling() | v
+            } else {
+                profiling() & !v
+            };
+            set_profiling(p);
+            control_broadcast_verbose(s, IMSG_CTL_PROFILE, p);
+            Answer::Ok
+        }
+        IMSG_CTL_PAUSE_MDA | IMSG_CTL_PAUSE_SMTP => control_pause(s, t, true),
+        IMSG_CTL_RESUME_MDA | IMSG_CTL_RESUME_SMTP => control_pause(s, t, false),
+        // Nothing relays yet: the MTA stays paused (PAUSE_MTA finds it
+        // so, as C answers a second pause).
+        IMSG_CTL_PAUSE_MTA | IMSG_CTL_RESUME_MTA => {
+            log_warnx!("warn: control: the mta is not implemented yet, it stays paused");
+            Answer::Fail
+        }
+        IMSG_CTL_SHOW_STATUS => {
+            Answer::Data(IMSG_CTL_SHOW_STATUS, s.sc_flags.to_ne_bytes().to_vec())
+        }
+        _ => {
+            log_warnx!(
+                "warn: control: {} requested, but it is not implemented yet",
+                imsg_to_str(imsg.hdr.type_)
+            );
+            Answer::Fail
+        }
+    }
+}
+
+/// The int a request carries, which must be all of it.
+fn control_int(imsg: &Imsg) -> Option<u32> {
+    let b: [u8; 4] = imsg.data.as_slice().try_into().ok()?;
+    Some(i32::from_ne_bytes(b) as u32)
+}
+
+/// control_broadcast_verbose(): a new trace or profile mask for every
+/// process.
+fn control_broadcast_verbose(s: &mut Control, t: ImsgType, v: u32) {
+    use ProcType::*;
+    for proc in [
+        PROC_LKA,
+        PROC_DISPATCHER,
+        PROC_QUEUE,
+        PROC_CA,
+        PROC_SCHEDULER,
+        PROC_PARENT,
+    ] {
+        let p = s.peers.p(proc);
+        m_create(p, t, 0, 0, None);
+        m_add_int(p, v as i32);
+        m_close(p);
+    }
+}
+
+/// IMSG_CTL_PAUSE_* and IMSG_CTL_RESUME_* of the MDA and of SMTP: refused
+/// when already so; the MDA's go to the scheduler through the queue, as
+/// in C, SMTP's to the dispatcher.
+fn control_pause(s: &mut Control, t: ImsgType, pause: bool) -> Answer {
+    let (flag, what, to) = match t {
+        ImsgType::IMSG_CTL_PAUSE_MDA | ImsgType::IMSG_CTL_RESUME_MDA => {
+            (SMTPD_MDA_PAUSED, "mda", ProcType::PROC_QUEUE)
+        }
+        _ => (SMTPD_SMTP_PAUSED, "smtp", ProcType::PROC_DISPATCHER),
+    };
+    if (s.sc_flags & flag != 0) == pause {
+        return Answer::Fail;
+    }
+    if pause {
+        log_info!("info: {what} paused");
+        s.sc_flags |= flag;
+    } else {
+        log_info!("info: {what} resumed");
+        s.sc_flags &= !flag;
+    }
+    m_compose(s.peers.p(to), t, 0, 0, None, &[]);
+    Answer::Ok
 }

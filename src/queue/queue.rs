@@ -197,6 +197,11 @@ fn queue_imsg(s: &mut Queue, base: &mut EventBase<Queue>, from: ProcType, imsg: 
             imsg.hdr.type_ = IMSG_QUEUE_HOLDQ_HOLD as u32;
             m_forward(s.peers.p(ProcType::PROC_SCHEDULER), &mut imsg);
         }
+        Some(
+            IMSG_CTL_PAUSE_MDA | IMSG_CTL_PAUSE_MTA | IMSG_CTL_RESUME_MDA | IMSG_CTL_RESUME_MTA,
+        ) => {
+            m_forward(s.peers.p(ProcType::PROC_SCHEDULER), &mut imsg);
+        }
         Some(IMSG_MTA_SCHEDULE) => {
             imsg.hdr.type_ = IMSG_QUEUE_ENVELOPE_SCHEDULE as u32;
             m_forward(s.peers.p(ProcType::PROC_SCHEDULER), &mut imsg);

@@ -88,6 +88,43 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) })
 }
 
+/// getpeereid(2): the effective uid and gid of the process at the other
+/// end of a connected unix socket (SO_PEERCRED on Linux).
+pub fn getpeereid(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: cred and len are valid for writes of the sizes given.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                ptr::addr_of_mut!(cred).cast(),
+                &mut len,
+            )
+        };
+        if r == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((cred.uid, cred.gid))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: uid and gid are valid for writes.
+        if unsafe { libc::getpeereid(fd.as_raw_fd(), &mut uid, &mut gid) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((uid, gid))
+    }
+}
+
 /// Sets or clears `O_NONBLOCK` on `fd`.
 pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     // SAFETY: fcntl with integer arguments only, on a live descriptor.

@@ -1,0 +1,318 @@
+//! smtpctl against a running daemon: its output for each command, what
+//! the commands do to the daemon, who may run them, and the control
+//! socket facing clients that do not speak its protocol.
+#![allow(clippy::disallowed_methods)]
+
+#[allow(unused_imports)]
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::smtp::{code, queued, send_message, start_with_args, Client};
+use common::{poll_until, skip_unless_root, user, Daemon, TestDir};
+use smtpd::ipc::mproc::ImsgType;
+
+const SMTPCTL: &str = env!("CARGO_BIN_EXE_smtpctl");
+const IMSG_VERSION: u32 = 16;
+const IMSG_CTL_OK: u32 = ImsgType::IMSG_CTL_OK as u32;
+const IMSG_CTL_FAIL: u32 = ImsgType::IMSG_CTL_FAIL as u32;
+const IMSG_CTL_PAUSE_MDA: u32 = ImsgType::IMSG_CTL_PAUSE_MDA as u32;
+
+/// smtpctl with `args`, talking to the daemon of `dir`; as `uid` if given.
+fn smtpctl(dir: &TestDir, args: &[&str], uid: Option<u32>) -> Output {
+    let mut cmd = Command::new(smtpctl_for(dir, uid));
+    cmd.args(args).env("SMTPD_SOCKET", dir.socket());
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    cmd.output().expect("run smtpctl")
+}
+
+/// The smtpctl binary as `uid` can run it.
+fn smtpctl_for(dir: &TestDir, uid: Option<u32>) -> std::path::PathBuf {
+    let Some(uid) = uid else {
+        return SMTPCTL.into();
+    };
+    let copy = dir.path.join("smtpctl");
+    if !copy.exists() {
+        fs::copy(SMTPCTL, &copy).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let _ = uid;
+    copy
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn start(dir: &TestDir, extra: &[&str]) -> Daemon {
+    start_with_args(dir, None, extra)
+}
+
+#[test]
+fn show_status_and_pause_resume_say_what_opensmtpd_says() {
+    if skip_unless_root("show_status_and_pause_resume_say_what_opensmtpd_says") {
+        return;
+    }
+    let dir = TestDir::new("ctl-pause");
+    let d = start(&dir, &[]);
+    let status = |want: &str| {
+        let o = smtpctl(&dir, &["show", "status"], None);
+        assert!(o.status.success(), "{}", err(&o));
+        assert_eq!(out(&o), want);
+    };
+    // The MTA does not exist yet: it shows paused and stays so.
+    status("MDA running\nMTA paused\nSMTP running\n");
+    for (args, want, ok) in [
+        (&["pause", "mda"][..], "command succeeded\n", true),
+        (&["pause", "mda"], "command failed\n", false),
+        (&["pause", "smtp"], "command succeeded\n", true),
+        (&["resume", "mta"], "command failed\n", false),
+    ] {
+        let o = smtpctl(&dir, args, None);
+        assert_eq!(out(&o), want, "{args:?}: {}", err(&o));
+        assert_eq!(o.status.success(), ok, "{args:?}");
+    }
+    status("MDA paused\nMTA paused\nSMTP paused\n");
+    // Paused, the listener greets nobody; resumed, it does again.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", dir.port))
+            .map(|mut s| {
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut b = [0u8; 16];
+                !matches!(s.read(&mut b), Ok(n) if n > 0)
+            })
+            .unwrap_or(true),
+        "a paused listener greeted a client"
+    );
+    let o = smtpctl(&dir, &["resume", "smtp"], None);
+    assert_eq!(out(&o), "command succeeded\n");
+    assert!(poll_until(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", dir.port)).is_ok()
+    }));
+    let o = smtpctl(&dir, &["resume", "mda"], None);
+    assert_eq!(out(&o), "command succeeded\n");
+    status("MDA running\nMTA paused\nSMTP running\n");
+    let log = d.stderr();
+    for line in [
+        "info: mda paused",
+        "info: smtp paused",
+        "info: smtp resumed",
+        "info: mda resumed",
+    ] {
+        assert!(log.contains(line), "no {line:?} in:\n{log}");
+    }
+}
+
+#[test]
+fn a_paused_mda_holds_mail_until_resumed() {
+    if skip_unless_root("a_paused_mda_holds_mail_until_resumed") {
+        return;
+    }
+    let dir = TestDir::new("ctl-mda");
+    // Mail to root is refused at delivery (mbox only): the attempt is
+    // what shows, in the log.
+    let d = start(&dir, &["-P", "mda"]);
+    let o = smtpctl(&dir, &["show", "status"], None);
+    assert_eq!(out(&o), "MDA paused\nMTA paused\nSMTP running\n");
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    c.cmd("EHLO client.test");
+    let r = send_message(
+        &mut c,
+        "a@example.org",
+        "root@localhost",
+        "Subject: held\r\n\r\nx\r\n",
+    );
+    assert_eq!(code(&r), "250");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!d.stderr().contains("mda delivery"), "{}", d.stderr());
+    assert_eq!(queued(&dir.spool()).len(), 1);
+    let o = smtpctl(&dir, &["resume", "mda"], None);
+    assert_eq!(out(&o), "command succeeded\n");
+    assert!(
+        poll_until(Duration::from_secs(10), || d
+            .stderr()
+            .contains("mda delivery")),
+        "{}",
+        d.stderr()
+    );
+}
+
+#[test]
+fn log_verbose_and_brief_switch_the_debug_lines() {
+    if skip_unless_root("log_verbose_and_brief_switch_the_debug_lines") {
+        return;
+    }
+    let dir = TestDir::new("ctl-log");
+    let d = start(&dir, &[]);
+    let debug_lines = || {
+        d.stderr()
+            .lines()
+            .filter(|l| l.starts_with("debug:"))
+            .count()
+    };
+    let quiet = debug_lines();
+    let o = smtpctl(&dir, &["log", "verbose"], None);
+    assert_eq!(out(&o), "command succeeded\n");
+    let _ = std::net::TcpStream::connect(("127.0.0.1", dir.port));
+    assert!(
+        poll_until(Duration::from_secs(5), || debug_lines() > quiet),
+        "{}",
+        d.stderr()
+    );
+    let o = smtpctl(&dir, &["log", "brief"], None);
+    assert_eq!(out(&o), "command succeeded\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let verbose = debug_lines();
+    let _ = std::net::TcpStream::connect(("127.0.0.1", dir.port));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(debug_lines(), verbose, "{}", d.stderr());
+    for (args, ok) in [
+        (&["trace", "expand"][..], true),
+        (&["untrace", "expand"], true),
+        (&["profile", "queue"], true),
+        (&["unprofile", "queue"], true),
+    ] {
+        let o = smtpctl(&dir, args, None);
+        assert_eq!(o.status.success(), ok, "{args:?}: {}", err(&o));
+        assert_eq!(out(&o), "command succeeded\n");
+    }
+    let o = smtpctl(&dir, &["trace", "nonsense"], None);
+    assert!(!o.status.success());
+    assert_eq!(err(&o), "smtpctl: invalid trace keyword: nonsense\n");
+}
+
+#[test]
+fn unknown_missing_and_unready_commands_say_so() {
+    if skip_unless_root("unknown_missing_and_unready_commands_say_so") {
+        return;
+    }
+    let dir = TestDir::new("ctl-bad");
+    let o = smtpctl(&dir, &["show", "status"], None);
+    assert!(!o.status.success());
+    assert_eq!(err(&o), "smtpctl: smtpd doesn't seem to be running\n");
+    let _d = start(&dir, &[]);
+    let o = smtpctl(&dir, &["frobnicate"], None);
+    assert!(!o.status.success());
+    assert_eq!(err(&o), "invalid command\n");
+    let o = smtpctl(&dir, &["show", "queue"], None);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("not implemented yet"), "{}", err(&o));
+}
+
+/// An imsg header: type, length (with the payload), peerid, pid.
+fn imsg(t: u32, peerid: u32, data: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&t.to_ne_bytes());
+    b.extend_from_slice(&(16 + data.len() as u32).to_ne_bytes());
+    b.extend_from_slice(&peerid.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
+/// The type and peerid of the next reply on `s`.
+fn reply(s: &mut UnixStream) -> Option<(u32, u32)> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut h = [0u8; 16];
+    s.read_exact(&mut h).ok()?;
+    let word = |i: usize| u32::from_ne_bytes(h[i..i + 4].try_into().unwrap());
+    Some((word(0), word(8)))
+}
+
+#[test]
+fn only_root_may_administer_whatever_the_client() {
+    if skip_unless_root("only_root_may_administer_whatever_the_client") {
+        return;
+    }
+    let dir = TestDir::new("ctl-perm");
+    let _d = start(&dir, &[]);
+    let (nobody, _) = user("nobody");
+    let o = smtpctl(&dir, &["pause", "mda"], Some(nobody));
+    assert!(!o.status.success());
+    assert_eq!(err(&o), "smtpctl: need root privileges\n");
+    // A client of its own, as nobody, sending the request itself.
+    let py = format!(
+        "import socket, struct, sys\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.connect(sys.argv[1])\n\
+         s.sendall(struct.pack('=IIII', {IMSG_CTL_PAUSE_MDA}, 16, {IMSG_VERSION}, 0))\n\
+         h = s.recv(16)\n\
+         print(*struct.unpack('=IIII', h)[::2])\n"
+    );
+    let o = Command::new("python3")
+        .args(["-c", &py])
+        .arg(dir.socket())
+        .uid(nobody)
+        .gid(nobody)
+        .output()
+        .unwrap();
+    assert_eq!(out(&o), format!("{IMSG_CTL_FAIL} 0\n"), "{}", err(&o));
+    let o = smtpctl(&dir, &["show", "status"], None);
+    assert_eq!(out(&o), "MDA running\nMTA paused\nSMTP running\n");
+}
+
+#[test]
+fn hostile_clients_are_dropped_and_the_daemon_serves_on() {
+    if skip_unless_root("hostile_clients_are_dropped_and_the_daemon_serves_on") {
+        return;
+    }
+    let dir = TestDir::new("ctl-hostile");
+    let d = start(&dir, &[]);
+    let sock = dir.socket();
+    // Another version of smtpctl: told so, not obeyed.
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.write_all(&imsg(IMSG_CTL_PAUSE_MDA, 15, &[])).unwrap();
+    assert_eq!(reply(&mut s), Some((IMSG_CTL_FAIL, IMSG_VERSION)));
+    // A client that never reads, holding a request's answer.
+    let idle = UnixStream::connect(&sock).unwrap();
+    let mut idle2 = idle.try_clone().unwrap();
+    idle2
+        .write_all(&imsg(IMSG_CTL_OK, IMSG_VERSION, &[]))
+        .unwrap();
+    // Garbage, a length under the header's, one over 16384, a header cut
+    // short: each client is dropped.
+    let mut bad_len = imsg(IMSG_CTL_PAUSE_MDA, IMSG_VERSION, &[]);
+    bad_len[4..8].copy_from_slice(&8u32.to_ne_bytes());
+    let mut huge = imsg(IMSG_CTL_PAUSE_MDA, IMSG_VERSION, &[]);
+    huge[4..8].copy_from_slice(&20000u32.to_ne_bytes());
+    for junk in [
+        b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+        bad_len,
+        huge,
+        imsg(IMSG_CTL_PAUSE_MDA, IMSG_VERSION, &[])[..10].to_vec(),
+    ] {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        let _ = s.write_all(&junk);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut rest = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let r = s.read_to_end(&mut rest);
+        assert!(r.is_ok(), "{junk:?}: the daemon kept the connection: {r:?}");
+    }
+    // The daemon and its other clients go on.
+    let o = smtpctl(&dir, &["show", "status"], None);
+    assert_eq!(
+        out(&o),
+        "MDA running\nMTA paused\nSMTP running\n",
+        "{}",
+        err(&o)
+    );
+    let mut c = Client::connect(dir.port);
+    assert_eq!(code(&c.reply()[0]), "220");
+    drop(idle);
+    assert!(!d.stderr().contains("fatal"), "{}", d.stderr());
+}
