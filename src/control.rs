@@ -7,10 +7,11 @@
 //! administrative commands are root's. A client that sends what cannot
 //! be read is dropped, never the daemon.
 //!
-//! So far the commands of smtpctl's log, trace, profile, pause, resume
-//! and show status, and local SMTP sessions for the enqueuer; the
-//! queue's listings and envelope commands, the statistics and the MTA's
-//! commands are answered IMSG_CTL_FAIL, and logged, until they exist.
+//! So far the commands of smtpctl's log, trace, profile, pause, resume,
+//! show status, the queue's listings and the envelope commands
+//! (schedule, remove, pause and resume envelope), and local SMTP
+//! sessions for the enqueuer; the statistics and the MTA's commands are
+//! answered IMSG_CTL_FAIL, and logged, until they exist.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -100,7 +101,12 @@ fn control_imsg(
         return;
     };
     match ImsgType::from_u32(imsg.hdr.type_) {
-        Some(ImsgType::IMSG_CTL_OK | ImsgType::IMSG_CTL_FAIL) => {
+        Some(
+            ImsgType::IMSG_CTL_OK
+            | ImsgType::IMSG_CTL_FAIL
+            | ImsgType::IMSG_CTL_LIST_MESSAGES
+            | ImsgType::IMSG_CTL_LIST_ENVELOPES,
+        ) => {
             let Some(c) = s.ctl_conns.get_mut(&control_key(imsg.hdr.peerid)) else {
                 return;
             };
@@ -298,7 +304,7 @@ fn control_dispatch_ext(
         Some(ImsgType::IMSG_CTL_SMTP_SESSION) => control_smtp_session(s, id, euid),
         // The administrative commands are root's (C's "badcred").
         _ if euid != 0 => Answer::Fail,
-        Some(t) => control_admin(s, t, &mut imsg),
+        Some(t) => control_admin(s, t, id, &mut imsg),
         None => Answer::Fail,
     };
     let Some(c) = s.ctl_conns.get_mut(&key) else {
@@ -331,7 +337,7 @@ fn control_smtp_session(s: &mut Control, id: u32, euid: u32) -> Answer {
 }
 
 /// A root client's request.
-fn control_admin(s: &mut Control, t: ImsgType, imsg: &mut Imsg) -> Answer {
+fn control_admin(s: &mut Control, t: ImsgType, id: u32, imsg: &mut Imsg) -> Answer {
     use ImsgType::*;
     match t {
         IMSG_CTL_VERBOSE => {
@@ -378,6 +384,17 @@ fn control_admin(s: &mut Control, t: ImsgType, imsg: &mut Imsg) -> Answer {
         }
         IMSG_CTL_SHOW_STATUS => {
             Answer::Data(IMSG_CTL_SHOW_STATUS, s.sc_flags.to_ne_bytes().to_vec())
+        }
+        // To the scheduler, which answers this client (its peerid).
+        IMSG_CTL_LIST_MESSAGES
+        | IMSG_CTL_LIST_ENVELOPES
+        | IMSG_CTL_SCHEDULE
+        | IMSG_CTL_REMOVE
+        | IMSG_CTL_PAUSE_EVP
+        | IMSG_CTL_RESUME_EVP => {
+            imsg.hdr.peerid = id;
+            m_forward(s.peers.p(ProcType::PROC_SCHEDULER), imsg);
+            Answer::Later
         }
         _ => {
             log_warnx!(

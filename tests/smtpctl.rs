@@ -208,7 +208,7 @@ fn unknown_missing_and_unready_commands_say_so() {
     let o = smtpctl(&dir, &["frobnicate"], None);
     assert!(!o.status.success());
     assert_eq!(err(&o), "invalid command\n");
-    let o = smtpctl(&dir, &["show", "queue"], None);
+    let o = smtpctl(&dir, &["show", "stats"], None);
     assert!(!o.status.success());
     assert!(err(&o).contains("not implemented yet"), "{}", err(&o));
 }
@@ -315,4 +315,122 @@ fn hostile_clients_are_dropped_and_the_daemon_serves_on() {
     assert_eq!(code(&c.reply()[0]), "220");
     drop(idle);
     assert!(!d.stderr().contains("fatal"), "{}", d.stderr());
+}
+
+/// `show queue` lines, split into their fields.
+fn show_queue(dir: &TestDir, args: &[&str]) -> Vec<Vec<String>> {
+    let mut a = vec!["show", "queue"];
+    a.extend_from_slice(args);
+    let o = smtpctl(dir, &a, None);
+    assert!(o.status.success(), "{}", err(&o));
+    out(&o)
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn show_queue_schedule_remove_and_envelope_pauses_act_on_real_envelopes() {
+    if skip_unless_root("show_queue_schedule_remove_and_envelope_pauses_act_on_real_envelopes") {
+        return;
+    }
+    let dir = TestDir::new("ctl-queue");
+    let d = start(&dir, &["-P", "mda"]);
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    c.cmd("EHLO client.test");
+    for i in 0..2 {
+        assert_eq!(code(&c.cmd("MAIL FROM:<bob@example.org>")), "250");
+        assert_eq!(code(&c.cmd("RCPT TO:<root@localhost>")), "250");
+        assert_eq!(code(&c.cmd("RCPT TO:<smtpdtest1@localhost>")), "250");
+        assert_eq!(code(&c.cmd("DATA")), "354");
+        c.send(format!("Subject: {i}\r\n\r\nx\r\n.\r\n").as_bytes());
+        assert_eq!(code(&c.reply()[0]), "250");
+    }
+    let q = show_queue(&dir, &[]);
+    assert_eq!(q.len(), 4, "{q:?}");
+    for f in &q {
+        // evpid|src|agent|flags|sender|rcpt|dest|creation|expire|lasttry|
+        // retry|state|delay|error
+        assert_eq!(f.len(), 14, "{f:?}");
+        assert_eq!(f[0].len(), 16);
+        assert_eq!(&f[1..5], ["inet4", "mda", "", "bob@example.org"]);
+        assert_eq!(f[11], "pending");
+        assert_eq!(f[9], "0");
+    }
+    // One message's envelopes.
+    let msgid = &q[0][0][..8];
+    let one = show_queue(&dir, &[msgid]);
+    assert_eq!(one.len(), 2);
+    assert!(one.iter().all(|f| f[0].starts_with(msgid)));
+    let run = |args: &[&str]| {
+        let o = smtpctl(&dir, args, None);
+        assert!(o.status.success(), "{args:?}: {}", err(&o));
+        out(&o)
+    };
+    assert_eq!(run(&["pause", "envelope", "all"]), "4 envelopes paused\n");
+    assert!(show_queue(&dir, &[]).iter().all(|f| f[3] == "suspend"));
+    assert_eq!(run(&["resume", "envelope", msgid]), "2 envelopes resumed\n");
+    assert_eq!(
+        show_queue(&dir, &[])
+            .iter()
+            .filter(|f| f[3] == "suspend")
+            .count(),
+        2
+    );
+    assert_eq!(run(&["resume", "envelope", "all"]), "2 envelopes resumed\n");
+    assert_eq!(run(&["schedule", "all"]), "4 envelopes scheduled\n");
+    let evpid = q[0][0].clone();
+    assert_eq!(run(&["remove", &evpid]), "1 envelope removed\n");
+    assert!(poll_until(Duration::from_secs(5), || show_queue(&dir, &[])
+        .len()
+        == 3));
+    assert!(
+        poll_until(Duration::from_secs(5), || d
+            .stderr()
+            .contains(&format!("Remove for {evpid}: "))),
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(run(&["remove", "all"]), "3 envelopes removed\n");
+    assert!(poll_until(Duration::from_secs(5), || show_queue(&dir, &[]).is_empty()));
+    assert!(poll_until(Duration::from_secs(5), || queued(&dir.spool())
+        .iter()
+        .all(|(_, f)| f.is_empty())));
+}
+
+#[test]
+fn show_queue_reads_the_spool_when_the_daemon_is_down() {
+    if skip_unless_root("show_queue_reads_the_spool_when_the_daemon_is_down") {
+        return;
+    }
+    let dir = TestDir::new("ctl-offline");
+    let d = start(&dir, &["-P", "mda"]);
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    c.cmd("EHLO client.test");
+    let r = send_message(
+        &mut c,
+        "bob@example.org",
+        "root@localhost",
+        "Subject: s\r\n\r\nx\r\n",
+    );
+    assert_eq!(code(&r), "250");
+    let online = show_queue(&dir, &[]);
+    drop(c);
+    drop(d);
+    let o = Command::new(SMTPCTL)
+        .args(["show", "queue"])
+        .env("SMTPD_SOCKET", dir.socket())
+        .env("SMTPD_SPOOL", dir.spool())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let offline: Vec<Vec<String>> = out(&o)
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect();
+    assert_eq!(offline.len(), 1, "{offline:?}");
+    assert_eq!(offline[0][0], online[0][0]);
+    assert_eq!(offline[0][11], "offline");
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use super::envelope::{
     envelope_set_errormsg, envelope_set_esc_class, envelope_set_esc_code, evpid_to_msgid,
-    BounceType, DeliveryBounce, DeliveryType, DsnNotify, Envelope,
+    BounceType, DeliveryBounce, DeliveryType, DsnNotify, Envelope, EnvelopeFlags,
 };
 use super::queue_backend::{
     queue_envelope_create, queue_envelope_delete, queue_envelope_load, queue_envelope_update,
@@ -38,9 +38,9 @@ use crate::config::config::{config_peer, env, QueueFlags};
 use crate::io::event::{EvFlags, EventBase, EventId};
 use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::{
-    m_add_envelope, m_add_evpid, m_add_id, m_add_int, m_add_msgid, m_add_u32, m_close, m_create,
-    m_end, m_forward, m_get_envelope, m_get_evpid, m_get_id, m_get_int, m_get_msgid, m_get_string,
-    m_msg, ImsgType, ProcType,
+    m_add_envelope, m_add_evpid, m_add_id, m_add_int, m_add_msgid, m_add_time, m_add_u32, m_close,
+    m_create, m_end, m_forward, m_get_envelope, m_get_evpid, m_get_id, m_get_int, m_get_msgid,
+    m_get_string, m_get_time, m_msg, ImsgType, ProcType,
 };
 use crate::pathnames::{path_spool, SMTPD_QUEUE_USER, SMTPD_USER};
 use crate::scheduler::scheduler::BounceReqMsg;
@@ -197,6 +197,7 @@ fn queue_imsg(s: &mut Queue, base: &mut EventBase<Queue>, from: ProcType, imsg: 
             imsg.hdr.type_ = IMSG_QUEUE_HOLDQ_HOLD as u32;
             m_forward(s.peers.p(ProcType::PROC_SCHEDULER), &mut imsg);
         }
+        Some(IMSG_CTL_LIST_ENVELOPES) => queue_imsg_list_envelopes(s, &mut imsg),
         Some(
             IMSG_CTL_PAUSE_MDA | IMSG_CTL_PAUSE_MTA | IMSG_CTL_RESUME_MDA | IMSG_CTL_RESUME_MTA,
         ) => {
@@ -643,6 +644,42 @@ fn queue_bounce_failed(s: &mut Queue, evp: &Envelope) {
         ..DeliveryBounce::default()
     };
     queue_bounce(s, evp, &bounce);
+}
+
+/// IMSG_CTL_LIST_ENVELOPES from the scheduler: an envelope of smtpctl's
+/// listing, loaded and passed on to control with its state; the empty
+/// message that ends a page goes on as it is.
+fn queue_imsg_list_envelopes(s: &mut Queue, imsg: &mut Imsg) {
+    if imsg.data.is_empty() {
+        m_forward(s.peers.p(ProcType::PROC_CONTROL), imsg);
+        return;
+    }
+    let mut m = m_msg(imsg);
+    let evpid = m_get_evpid(&mut m);
+    let flags = m_get_int(&mut m);
+    let nexttry = m_get_time(&mut m);
+    m_end(&m);
+    // The envelope is gone: dropped from the listing.
+    let Some(mut evp) = queue_envelope_load(&mut s.backend, evpid) else {
+        return;
+    };
+    // Not exactly right but close, as C says: the last try is recorded
+    // on the envelope only when it fails.
+    if flags as u32 & EnvelopeFlags::EF_INFLIGHT.bits() != 0 {
+        evp.lasttry = nexttry;
+    }
+    let p = s.peers.p(ProcType::PROC_CONTROL);
+    m_create(
+        p,
+        ImsgType::IMSG_CTL_LIST_ENVELOPES,
+        imsg.hdr.peerid,
+        0,
+        None,
+    );
+    m_add_int(p, flags);
+    m_add_time(p, nexttry);
+    m_add_envelope(p, &evp);
+    m_close(p);
 }
 
 /// queue_bounce(): a bounce envelope for `e`, in the same message,

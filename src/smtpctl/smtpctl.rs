@@ -1,22 +1,28 @@
 //! smtpctl.c: the control program (OpenSMTPD smtpctl.c 1.175).
 //!
 //! So far the commands that pause and resume the daemon's parts, show
-//! their status, and change its logging, traces and profiling, over the
-//! control socket with OpenSMTPD's messages and output. The commands on
-//! the queue and its envelopes, the statistics, monitor, the MTA's
-//! commands, encrypt and spf walk, and the sendmail personalities, come
-//! later in the same issue: each says plainly that it is not there yet.
+//! their status, change its logging, traces and profiling, list the
+//! queue, and schedule, remove, pause and resume envelopes, over the
+//! control socket with OpenSMTPD's messages and output. The statistics,
+//! monitor, discover, the MTA's commands, encrypt and spf walk, and the
+//! sendmail personalities, come later in the same issue: each says
+//! plainly that it is not there yet.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
+use crate::config::config::QueueFlags;
 use crate::control::IMSG_VERSION;
 use crate::ipc::imsg::{
     imsg_compose, imsg_get, imsgbuf_allow_fdpass, imsgbuf_flush, imsgbuf_init, imsgbuf_read, Imsg,
     Imsgbuf, ReadResult,
 };
-use crate::ipc::mproc::ImsgType;
+use crate::ipc::mproc::{m_end, m_get_envelope, m_get_int, m_get_time, m_msg, ImsgType};
 use crate::pathnames::smtpd_socket;
+use crate::queue::envelope::{
+    evpid_to_msgid, msgid_to_evpid, DeliveryType, Envelope, EnvelopeFlags, PeerAddr,
+};
+use crate::queue::queue_backend::{queue_envelope_walk, queue_open, QueueWalk};
 use crate::smtpd::{SMTPD_MDA_PAUSED, SMTPD_MTA_PAUSED, SMTPD_SMTP_PAUSED};
 use crate::sys::unistd::geteuid;
 use crate::util::log::{
@@ -24,6 +30,7 @@ use crate::util::log::{
     TRACE_IMSG, TRACE_IO, TRACE_LOOKUP, TRACE_MPROC, TRACE_MTA, TRACE_RULES, TRACE_SCHEDULER,
     TRACE_SMTP, TRACE_STAT,
 };
+use crate::util::util::{strnvis, time_now};
 
 fn progname(argv0: &str) -> &str {
     argv0.rsplit('/').next().unwrap_or(argv0)
@@ -147,6 +154,213 @@ fn do_show_status() -> i32 {
     0
 }
 
+/// srv_iter_messages(): every queued message, a page at a time.
+fn srv_iter_messages(srv: &mut Srv) -> Vec<u32> {
+    let mut all = Vec::new();
+    let mut from: u32 = 0;
+    loop {
+        srv_send(srv, ImsgType::IMSG_CTL_LIST_MESSAGES, &from.to_ne_bytes());
+        let imsg = srv_recv(srv, Some(ImsgType::IMSG_CTL_LIST_MESSAGES));
+        if imsg.data.is_empty() {
+            return all;
+        }
+        if imsg.data.len() % 4 != 0 {
+            errx("bogus data");
+        }
+        all.extend(
+            imsg.data
+                .chunks_exact(4)
+                .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        let last = *all.last().unwrap_or(&u32::MAX);
+        match last.checked_add(1) {
+            Some(next) => from = next,
+            None => return all,
+        }
+    }
+}
+
+/// srv_iter_envelopes(): the envelopes of one message, with the state
+/// the scheduler gives them (flags, next try), a page at a time.
+fn srv_iter_envelopes(srv: &mut Srv, msgid: u32) -> Vec<Envelope> {
+    let mut all = Vec::new();
+    let mut from = msgid_to_evpid(msgid);
+    loop {
+        srv_send(srv, ImsgType::IMSG_CTL_LIST_ENVELOPES, &from.to_ne_bytes());
+        let mut found = 0;
+        loop {
+            let imsg = srv_recv(srv, Some(ImsgType::IMSG_CTL_LIST_ENVELOPES));
+            if imsg.data.is_empty() {
+                break;
+            }
+            let mut m = m_msg(&imsg);
+            let flags = m_get_int(&mut m);
+            let nexttry = m_get_time(&mut m);
+            let mut evp = m_get_envelope(&mut m);
+            m_end(&m);
+            evp.flags |= EnvelopeFlags::from_bits_retain(flags as u32);
+            evp.nexttry = nexttry;
+            from = evp.id + 1;
+            found += 1;
+            all.push(evp);
+        }
+        if found == 0 || evpid_to_msgid(from) != msgid {
+            return all;
+        }
+    }
+}
+
+/// What an id on the command line names (P_MSGID, P_EVPID): up to eight
+/// hexadecimal digits a message, more an envelope.
+fn parse_id(s: &str) -> u64 {
+    match u64::from_str_radix(s, 16) {
+        Ok(v) if !s.is_empty() && s.len() <= 16 && !s.starts_with('+') => v,
+        _ => errx(&format!("invalid id: {s}")),
+    }
+}
+
+/// srv_foreach_envelope(): the request `ctl` on every envelope, of one
+/// message, or one envelope; how many it went through for.
+fn srv_foreach_envelope(srv: &mut Srv, arg: Option<&str>, ctl: ImsgType) -> usize {
+    let ids: Vec<u64> = match arg {
+        None => srv_iter_messages(srv)
+            .into_iter()
+            .flat_map(|msgid| {
+                srv_iter_envelopes(srv, msgid)
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        Some(a) if a.len() <= 8 => {
+            let msgid = parse_id(a) as u32;
+            srv_iter_envelopes(srv, msgid)
+                .iter()
+                .map(|e| e.id)
+                .collect()
+        }
+        Some(a) => vec![parse_id(a)],
+    };
+    let mut ok = 0;
+    for evpid in ids {
+        srv_send(srv, ctl, &evpid.to_ne_bytes());
+        if srv_check_result(srv, false) == 0 {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+/// do_schedule(), do_remove(), do_pause_envelope(), do_resume_envelope().
+fn do_envelopes(arg: Option<&str>, ctl: ImsgType, done: &str) -> i32 {
+    let mut srv = srv_or_exit();
+    let ok = srv_foreach_envelope(&mut srv, arg, ctl);
+    println!("{ok} envelope{} {done}", if ok > 1 { "s" } else { "" });
+    0
+}
+
+/// do_show_queue(): every envelope, or those of one message; from the
+/// spool itself when the daemon is not running.
+fn do_show_queue(arg: Option<&str>) -> i32 {
+    let now = time_now();
+    let Some(mut srv) = srv_connect() else {
+        return show_offline_queue(now);
+    };
+    let msgids = match arg {
+        None => srv_iter_messages(&mut srv),
+        Some(a) => vec![parse_id(a) as u32],
+    };
+    for msgid in msgids {
+        for mut e in srv_iter_envelopes(&mut srv, msgid) {
+            show_queue_envelope(&mut e, true, now);
+        }
+    }
+    0
+}
+
+/// do_show_queue()'s offline side: the spool's envelopes as they are.
+fn show_offline_queue(now: i64) -> i32 {
+    let spool = crate::pathnames::path_spool();
+    let mut q = match queue_open(
+        "fs",
+        std::path::Path::new(&spool),
+        QueueFlags::empty(),
+        None,
+    ) {
+        Ok(q) => q,
+        Err(e) => errx(&format!("{spool}/queue: {e}")),
+    };
+    loop {
+        match queue_envelope_walk(&mut q) {
+            QueueWalk::Done => return 0,
+            QueueWalk::Skip => {}
+            QueueWalk::Envelope(mut e) => show_queue_envelope(&mut e, false, now),
+        }
+    }
+}
+
+/// show_queue_envelope(): one line of `show queue`.
+fn show_queue_envelope(e: &mut Envelope, online: bool, now: i64) {
+    let mut status = Vec::new();
+    for (bit, name) in [
+        (EnvelopeFlags::EF_BOUNCE, "bounce"),
+        (EnvelopeFlags::EF_AUTHENTICATED, "auth"),
+        (EnvelopeFlags::EF_INTERNAL, "internal"),
+        (EnvelopeFlags::EF_SUSPEND, "suspend"),
+        (EnvelopeFlags::EF_HOLD, "hold"),
+    ] {
+        if e.flags.contains(bit) {
+            e.flags.remove(bit);
+            status.push(name);
+        }
+    }
+    let runstate = if !online {
+        "offline|".to_string()
+    } else if e.flags.contains(EnvelopeFlags::EF_PENDING) {
+        format!("pending|{}", e.nexttry - now)
+    } else if e.flags.contains(EnvelopeFlags::EF_INFLIGHT) {
+        format!("inflight|{}", now - e.lasttry)
+    } else {
+        "invalid|".to_string()
+    };
+    e.flags
+        .remove(EnvelopeFlags::EF_PENDING | EnvelopeFlags::EF_INFLIGHT);
+    if !e.flags.is_empty() {
+        errx(&format!(
+            "{:016x}: unexpected flags 0x{:04x}",
+            e.id,
+            e.flags.bits()
+        ));
+    }
+    let agent = match e.type_ {
+        DeliveryType::Mda => "mda",
+        DeliveryType::Mta => "mta",
+        DeliveryType::Bounce => "bounce",
+    };
+    let src = match e.ss {
+        PeerAddr::Local => "local",
+        PeerAddr::Inet(a) if a.is_ipv4() => "inet4",
+        PeerAddr::Inet(_) => "inet6",
+        PeerAddr::Unspec => "?",
+    };
+    println!(
+        "{:016x}|{src}|{agent}|{}|{}@{}|{}@{}|{}@{}|{}|{}|{}|{}|{runstate}|{}",
+        e.id,
+        status.join(","),
+        e.sender.user,
+        e.sender.domain,
+        e.rcpt.user,
+        e.rcpt.domain,
+        e.dest.user,
+        e.dest.domain,
+        e.creation,
+        e.creation + e.ttl,
+        e.lasttry,
+        e.retry,
+        strnvis(e.errorline.as_bytes(), false)
+    );
+}
+
 /// str_to_trace().
 fn str_to_trace(s: &str) -> u32 {
     match s {
@@ -186,22 +400,22 @@ const COMMANDS: &[&str] = &[
     "log brief",
     "log verbose",
     "monitor",
-    "pause envelope <id>",
     "pause envelope all",
+    "pause envelope <id>",
     "pause mda",
     "pause mta",
     "pause smtp",
     "profile <str>",
-    "remove <id>",
     "remove all",
-    "resume envelope <id>",
+    "remove <id>",
     "resume envelope all",
+    "resume envelope <id>",
     "resume mda",
     "resume mta",
     "resume route <routeid>",
     "resume smtp",
-    "schedule <id>",
     "schedule all",
+    "schedule <id>",
     "show envelope <evpid>",
     "show hoststats",
     "show message <id>",
@@ -255,6 +469,18 @@ fn cmd_run(words: &[String]) -> i32 {
         "resume mta" => srv_command(ImsgType::IMSG_CTL_RESUME_MTA),
         "resume smtp" => srv_command(ImsgType::IMSG_CTL_RESUME_SMTP),
         "show status" => do_show_status(),
+        "show queue" => do_show_queue(None),
+        "show queue <msgid>" => do_show_queue(Some(arg(2))),
+        "schedule all" => do_envelopes(None, ImsgType::IMSG_CTL_SCHEDULE, "scheduled"),
+        "schedule <id>" => do_envelopes(Some(arg(1)), ImsgType::IMSG_CTL_SCHEDULE, "scheduled"),
+        "remove all" => do_envelopes(None, ImsgType::IMSG_CTL_REMOVE, "removed"),
+        "remove <id>" => do_envelopes(Some(arg(1)), ImsgType::IMSG_CTL_REMOVE, "removed"),
+        "pause envelope all" => do_envelopes(None, ImsgType::IMSG_CTL_PAUSE_EVP, "paused"),
+        "pause envelope <id>" => do_envelopes(Some(arg(2)), ImsgType::IMSG_CTL_PAUSE_EVP, "paused"),
+        "resume envelope all" => do_envelopes(None, ImsgType::IMSG_CTL_RESUME_EVP, "resumed"),
+        "resume envelope <id>" => {
+            do_envelopes(Some(arg(2)), ImsgType::IMSG_CTL_RESUME_EVP, "resumed")
+        }
         "trace <str>" => srv_int_command(ImsgType::IMSG_CTL_TRACE_ENABLE, str_to_trace(arg(1))),
         "untrace <str>" => srv_int_command(ImsgType::IMSG_CTL_TRACE_DISABLE, str_to_trace(arg(1))),
         "profile <str>" => {
@@ -285,6 +511,9 @@ fn usage(name: &str) -> i32 {
 }
 
 pub fn main(args: Vec<String>) -> i32 {
+    // As a C program: a reader gone (`smtpctl show queue | head`) ends it
+    // quietly, rather than as a failed write.
+    let _ = crate::sys::event::signal_default(libc::SIGPIPE);
     let name = progname(args.first().map_or("smtpctl", String::as_str)).to_string();
     // The sendmail personalities come later in this issue: what they
     // cannot do is said before any usage complaint.
