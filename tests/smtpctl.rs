@@ -26,7 +26,9 @@ const IMSG_CTL_PAUSE_MDA: u32 = ImsgType::IMSG_CTL_PAUSE_MDA as u32;
 /// smtpctl with `args`, talking to the daemon of `dir`; as `uid` if given.
 fn smtpctl(dir: &TestDir, args: &[&str], uid: Option<u32>) -> Output {
     let mut cmd = Command::new(smtpctl_for(dir, uid));
-    cmd.args(args).env("SMTPD_SOCKET", dir.socket());
+    cmd.args(args)
+        .env("SMTPD_SOCKET", dir.socket())
+        .env("SMTPD_SPOOL", dir.spool());
     if let Some(uid) = uid {
         cmd.uid(uid).gid(uid);
     }
@@ -433,4 +435,38 @@ fn show_queue_reads_the_spool_when_the_daemon_is_down() {
     assert_eq!(offline.len(), 1, "{offline:?}");
     assert_eq!(offline[0][0], online[0][0]);
     assert_eq!(offline[0][11], "offline");
+}
+
+#[test]
+fn show_envelope_and_message_print_the_spool_files() {
+    if skip_unless_root("show_envelope_and_message_print_the_spool_files") {
+        return;
+    }
+    let dir = TestDir::new("ctl-show");
+    let _d = start(&dir, &["-P", "mda"]);
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    c.cmd("EHLO client.test");
+    let r = send_message(
+        &mut c,
+        "bob@example.org",
+        "root@localhost",
+        "Subject: shown\r\n\r\nbody\r\n",
+    );
+    assert_eq!(code(&r), "250");
+    let q = show_queue(&dir, &[]);
+    let evpid = q[0][0].clone();
+    let (path, _) = &queued(&dir.spool())[0];
+    let o = smtpctl(&dir, &["show", "envelope", &evpid], None);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(o.stdout, fs::read(path.join(&evpid)).unwrap());
+    assert!(out(&o).contains("rcpt: root@localhost\n"), "{}", out(&o));
+    for id in [&evpid[..8], &evpid[..]] {
+        let o = smtpctl(&dir, &["show", "message", id], None);
+        assert!(o.status.success(), "{}", err(&o));
+        assert_eq!(o.stdout, fs::read(path.join("message")).unwrap());
+    }
+    let o = smtpctl(&dir, &["show", "envelope", "0123456789abcdef"], None);
+    assert!(!o.status.success());
+    assert!(err(&o).starts_with("smtpctl: fopen: "), "{}", err(&o));
 }
