@@ -23,7 +23,7 @@ man=$destdir$mandir
 
 if [ "$mode" = uninstall ]; then
 	rm -f "$sbin/smtpd" "$sbin/smtpctl"
-	rm -f "$man/man5/smtpd.conf.5" "$man/man8/smtpd.8"
+	rm -f "$man/man5/smtpd.conf.5" "$man/man8/smtpd.8" "$man/man8/smtpctl.8"
 	for h in $helpers; do
 		rm -f "$destdir$libexecdir/mail.$h" "$man/man8/mail.$h.8"
 	done
@@ -36,6 +36,7 @@ install -m 555 "$target/smtpd" "$sbin/smtpd"
 install -m 555 "$target/smtpctl" "$sbin/smtpctl"
 install -m 444 smtpd.conf.5 "$man/man5/smtpd.conf.5"
 install -m 444 smtpd.8 "$man/man8/smtpd.8"
+install -m 444 smtpctl.8 "$man/man8/smtpctl.8"
 # cargo builds mail-NAME (no '.' in a crate name); smtpd runs mail.NAME.
 for h in $helpers; do
 	install -m 555 "$target/mail-$h" "$destdir$libexecdir/mail.$h"
