@@ -105,7 +105,9 @@ fn control_imsg(
             ImsgType::IMSG_CTL_OK
             | ImsgType::IMSG_CTL_FAIL
             | ImsgType::IMSG_CTL_LIST_MESSAGES
-            | ImsgType::IMSG_CTL_LIST_ENVELOPES,
+            | ImsgType::IMSG_CTL_LIST_ENVELOPES
+            | ImsgType::IMSG_CTL_DISCOVER_EVPID
+            | ImsgType::IMSG_CTL_DISCOVER_MSGID,
         ) => {
             let Some(c) = s.ctl_conns.get_mut(&control_key(imsg.hdr.peerid)) else {
                 return;
@@ -384,6 +386,16 @@ fn control_admin(s: &mut Control, t: ImsgType, id: u32, imsg: &mut Imsg) -> Answ
         }
         IMSG_CTL_SHOW_STATUS => {
             Answer::Data(IMSG_CTL_SHOW_STATUS, s.sc_flags.to_ne_bytes().to_vec())
+        }
+        // To the queue, which answers how many it found.
+        IMSG_CTL_DISCOVER_EVPID | IMSG_CTL_DISCOVER_MSGID => {
+            let want = if t == IMSG_CTL_DISCOVER_EVPID { 8 } else { 4 };
+            if imsg.data.len() != want {
+                return Answer::Fail;
+            }
+            imsg.hdr.peerid = id;
+            m_forward(s.peers.p(ProcType::PROC_QUEUE), imsg);
+            Answer::Later
         }
         // To the scheduler, which answers this client (its peerid).
         IMSG_CTL_LIST_MESSAGES

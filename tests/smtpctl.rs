@@ -470,3 +470,49 @@ fn show_envelope_and_message_print_the_spool_files() {
     assert!(!o.status.success());
     assert!(err(&o).starts_with("smtpctl: fopen: "), "{}", err(&o));
 }
+
+#[test]
+fn discover_loads_what_was_put_in_the_spool_by_hand() {
+    if skip_unless_root("discover_loads_what_was_put_in_the_spool_by_hand") {
+        return;
+    }
+    // A message queued by one daemon, moved by hand into another's spool.
+    let a = TestDir::new("ctl-disc-a");
+    let da = start(&a, &["-P", "mda"]);
+    let mut c = Client::connect(a.port);
+    c.reply();
+    c.cmd("EHLO client.test");
+    let r = send_message(
+        &mut c,
+        "bob@example.org",
+        "root@localhost",
+        "Subject: moved\r\n\r\nx\r\n",
+    );
+    assert_eq!(code(&r), "250");
+    drop(c);
+    drop(da);
+    let (msgdir, files) = queued(&a.spool()).remove(0);
+    let evpid = files.iter().find(|f| f.len() == 16).unwrap().clone();
+    let msgid = evpid[..8].to_string();
+
+    let b = TestDir::new("ctl-disc-b");
+    let _db = start(&b, &["-P", "mda"]);
+    assert!(show_queue(&b, &[]).is_empty());
+    let bucket = b.spool().join("queue").join(&msgid[..2]);
+    fs::create_dir_all(&bucket).unwrap();
+    // cp -a keeps the owner (_smtpq) and modes the queue expects.
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&msgdir)
+        .arg(bucket.join(&msgid))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = smtpctl(&b, &["discover", &msgid], None);
+    assert_eq!(out(&o), "1 envelope discovered\n", "{}", err(&o));
+    let q = show_queue(&b, &[]);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0][0], evpid);
+    let o = smtpctl(&b, &["discover", "0123456789abcdef"], None);
+    assert_eq!(out(&o), "0 envelopes discovered\n", "{}", err(&o));
+}

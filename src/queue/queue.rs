@@ -31,16 +31,16 @@ use super::queue_backend::{
     queue_envelope_create, queue_envelope_delete, queue_envelope_load, queue_envelope_update,
     queue_envelope_walk, queue_message_commit, queue_message_commit_begin,
     queue_message_commit_end, queue_message_committer, queue_message_create, queue_message_delete,
-    queue_message_fd_r, queue_message_fd_rw, queue_open, CommitBatch, Committer, QueueBackend,
-    QueueWalk,
+    queue_message_fd_r, queue_message_fd_rw, queue_message_walk, queue_open, CommitBatch,
+    Committer, MessageWalk, QueueBackend, QueueWalk,
 };
 use crate::config::config::{config_peer, env, QueueFlags};
 use crate::io::event::{EvFlags, EventBase, EventId};
 use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::{
     m_add_envelope, m_add_evpid, m_add_id, m_add_int, m_add_msgid, m_add_time, m_add_u32, m_close,
-    m_create, m_end, m_forward, m_get_envelope, m_get_evpid, m_get_id, m_get_int, m_get_msgid,
-    m_get_string, m_get_time, m_msg, ImsgType, ProcType,
+    m_compose, m_create, m_end, m_forward, m_get_envelope, m_get_evpid, m_get_id, m_get_int,
+    m_get_msgid, m_get_string, m_get_time, m_msg, ImsgType, ProcType,
 };
 use crate::pathnames::{path_spool, SMTPD_QUEUE_USER, SMTPD_USER};
 use crate::scheduler::scheduler::BounceReqMsg;
@@ -198,6 +198,8 @@ fn queue_imsg(s: &mut Queue, base: &mut EventBase<Queue>, from: ProcType, imsg: 
             m_forward(s.peers.p(ProcType::PROC_SCHEDULER), &mut imsg);
         }
         Some(IMSG_CTL_LIST_ENVELOPES) => queue_imsg_list_envelopes(s, &mut imsg),
+        Some(IMSG_CTL_DISCOVER_EVPID) => queue_imsg_discover_evpid(s, &imsg),
+        Some(IMSG_CTL_DISCOVER_MSGID) => queue_msgid_walk(s, &imsg),
         Some(
             IMSG_CTL_PAUSE_MDA | IMSG_CTL_PAUSE_MTA | IMSG_CTL_RESUME_MDA | IMSG_CTL_RESUME_MTA,
         ) => {
@@ -680,6 +682,79 @@ fn queue_imsg_list_envelopes(s: &mut Queue, imsg: &mut Imsg) {
     m_add_time(p, nexttry);
     m_add_envelope(p, &evp);
     m_close(p);
+}
+
+/// IMSG_CTL_DISCOVER_EVPID: `smtpctl discover`, an envelope put in the
+/// spool by hand given to the scheduler; control learns how many.
+fn queue_imsg_discover_evpid(s: &mut Queue, imsg: &Imsg) {
+    let mut m = m_msg(imsg);
+    let evpid = m_get_evpid(&mut m);
+    m_end(&m);
+    let n: usize = match queue_envelope_load(&mut s.backend, evpid) {
+        None => {
+            log_warnx!("queue: discover: failed to load envelope {evpid:016x}");
+            0
+        }
+        Some(evp) => {
+            let p = s.peers.p(ProcType::PROC_SCHEDULER);
+            m_create(p, ImsgType::IMSG_QUEUE_DISCOVER_EVPID, 0, 0, None);
+            m_add_envelope(p, &evp);
+            m_close(p);
+            let p = s.peers.p(ProcType::PROC_SCHEDULER);
+            m_create(p, ImsgType::IMSG_QUEUE_DISCOVER_MSGID, 0, 0, None);
+            m_add_msgid(p, evpid_to_msgid(evpid));
+            m_close(p);
+            1
+        }
+    };
+    let p = s.peers.p(ProcType::PROC_CONTROL);
+    m_compose(
+        p,
+        ImsgType::IMSG_CTL_DISCOVER_EVPID,
+        imsg.hdr.peerid,
+        0,
+        None,
+        &n.to_ne_bytes(),
+    );
+}
+
+/// queue_msgid_walk(): IMSG_CTL_DISCOVER_MSGID, every envelope of a
+/// message put in the spool by hand. In one go: C walks one envelope a
+/// turn of its loop, from a timer.
+fn queue_msgid_walk(s: &mut Queue, imsg: &Imsg) {
+    let mut m = m_msg(imsg);
+    let msgid = m_get_msgid(&mut m);
+    m_end(&m);
+    let mut w = MessageWalk::new(msgid);
+    let mut n: usize = 0;
+    loop {
+        match queue_message_walk(&mut s.backend, &mut w) {
+            QueueWalk::Done => break,
+            QueueWalk::Skip => {}
+            QueueWalk::Envelope(evp) => {
+                let p = s.peers.p(ProcType::PROC_SCHEDULER);
+                m_create(p, ImsgType::IMSG_QUEUE_DISCOVER_EVPID, 0, 0, None);
+                m_add_envelope(p, &evp);
+                m_close(p);
+                n += 1;
+            }
+        }
+    }
+    if n > 0 {
+        let p = s.peers.p(ProcType::PROC_SCHEDULER);
+        m_create(p, ImsgType::IMSG_QUEUE_DISCOVER_MSGID, 0, 0, None);
+        m_add_msgid(p, msgid);
+        m_close(p);
+    }
+    let p = s.peers.p(ProcType::PROC_CONTROL);
+    m_compose(
+        p,
+        ImsgType::IMSG_CTL_DISCOVER_MSGID,
+        imsg.hdr.peerid,
+        0,
+        None,
+        &n.to_ne_bytes(),
+    );
 }
 
 /// queue_bounce(): a bounce envelope for `e`, in the same message,

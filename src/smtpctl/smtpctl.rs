@@ -412,6 +412,44 @@ fn do_show_message(arg: &str) -> i32 {
     ))
 }
 
+/// do_discover(): an envelope or a message put in the spool by hand.
+fn do_discover(arg: &str) -> i32 {
+    let mut srv = srv_or_exit();
+    let id = parse_id(arg);
+    let t = if arg.len() > 8 {
+        srv_send(
+            &mut srv,
+            ImsgType::IMSG_CTL_DISCOVER_EVPID,
+            &id.to_ne_bytes(),
+        );
+        ImsgType::IMSG_CTL_DISCOVER_EVPID
+    } else {
+        srv_send(
+            &mut srv,
+            ImsgType::IMSG_CTL_DISCOVER_MSGID,
+            &(id as u32).to_ne_bytes(),
+        );
+        ImsgType::IMSG_CTL_DISCOVER_MSGID
+    };
+    let imsg = srv_recv(&mut srv, None);
+    if imsg.hdr.type_ == ImsgType::IMSG_CTL_FAIL as u32 {
+        println!("command failed");
+        return 1;
+    }
+    if imsg.hdr.type_ != t as u32 {
+        errx("bad message type");
+    }
+    if imsg.data.is_empty() {
+        return 0;
+    }
+    let Ok(b) = <[u8; 8]>::try_from(imsg.data.as_slice()) else {
+        errx("bogus data");
+    };
+    let n = usize::from_ne_bytes(b);
+    println!("{n} envelope{} discovered", if n != 1 { "s" } else { "" });
+    0
+}
+
 /// str_to_trace().
 fn str_to_trace(s: &str) -> u32 {
     match s {
@@ -520,6 +558,7 @@ fn cmd_run(words: &[String]) -> i32 {
         "resume mta" => srv_command(ImsgType::IMSG_CTL_RESUME_MTA),
         "resume smtp" => srv_command(ImsgType::IMSG_CTL_RESUME_SMTP),
         "show status" => do_show_status(),
+        "discover <id>" => do_discover(arg(1)),
         "show queue" => do_show_queue(None),
         "show envelope <evpid>" => do_show_envelope(arg(2)),
         "show message <id>" => do_show_message(arg(2)),
