@@ -10,8 +10,9 @@
 //! So far the commands of smtpctl's log, trace, profile, pause, resume,
 //! show status, the queue's listings and the envelope commands
 //! (schedule, remove, pause and resume envelope), and local SMTP
-//! sessions for the enqueuer; the statistics and the MTA's commands are
-//! answered IMSG_CTL_FAIL, and logged, until they exist.
+//! sessions for the enqueuer, and the counters (`show stats`, `monitor`);
+//! the MTA's commands are answered IMSG_CTL_FAIL, and logged, until the
+//! MTA exists.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -32,6 +33,9 @@ use crate::smtpd::{
 use crate::sys::process::{exit_now, umask};
 use crate::sys::socket::getpeereid;
 use crate::util::log::{log_getverbose, log_trace_verbose, profiling, set_profiling, tracing};
+use crate::util::stat_backend::{StatKv, StatValue};
+use crate::util::stat_ramstat::Ramstat;
+use crate::util::util::time_now;
 
 /// Keys of client channels start here; below are the peer processes. A
 /// client's id, which requests carry to other processes as their peerid,
@@ -50,10 +54,82 @@ pub struct Control {
     /// Connected smtpctl clients, by key.
     ctl_conns: BTreeMap<u64, CtlConn>,
     next_key: u64,
+    /// The counters (stat_ramstat.c) and their digest for `monitor`.
+    stats: Ramstat,
+    digest: StatDigest,
     /// The pauses smtpctl has set (C's env->sc_flags, which is read-only
     /// here). The MTA starts paused: it does not exist yet, and the
     /// scheduler holds what it would relay.
     sc_flags: u32,
+}
+
+/// struct stat_digest: what `smtpctl monitor` shows, kept up to date
+/// from the counters as they change (control_digest_update).
+#[derive(Debug, Default)]
+struct StatDigest {
+    startup: i64,
+    clt_connect: usize,
+    clt_disconnect: usize,
+    evp_enqueued: usize,
+    evp_dequeued: usize,
+    evp_expired: usize,
+    evp_removed: usize,
+    evp_bounce: usize,
+    dlv_ok: usize,
+    dlv_permfail: usize,
+    dlv_tempfail: usize,
+    dlv_loop: usize,
+}
+
+impl StatDigest {
+    /// The C struct's bytes, `timestamp` being now.
+    fn to_bytes(&self, timestamp: i64) -> Vec<u8> {
+        let mut b = Vec::with_capacity(104);
+        b.extend_from_slice(&self.startup.to_ne_bytes());
+        b.extend_from_slice(&timestamp.to_ne_bytes());
+        for v in [
+            self.clt_connect,
+            self.clt_disconnect,
+            self.evp_enqueued,
+            self.evp_dequeued,
+            self.evp_expired,
+            self.evp_removed,
+            self.evp_bounce,
+            self.dlv_ok,
+            self.dlv_permfail,
+            self.dlv_tempfail,
+            self.dlv_loop,
+        ] {
+            b.extend_from_slice(&v.to_ne_bytes());
+        }
+        b
+    }
+
+    /// control_digest_update().
+    fn update(&mut self, key: &str, value: usize, incr: bool) {
+        let p = match (key, incr) {
+            ("smtp.session", true) => &mut self.clt_connect,
+            ("smtp.session", false) => &mut self.clt_disconnect,
+            ("scheduler.envelope", true) => &mut self.evp_enqueued,
+            ("scheduler.envelope", false) => &mut self.evp_dequeued,
+            ("scheduler.envelope.expired", _) => &mut self.evp_expired,
+            ("scheduler.envelope.removed", _) => &mut self.evp_removed,
+            ("scheduler.delivery.ok", _) => &mut self.dlv_ok,
+            ("scheduler.delivery.permfail", _) => &mut self.dlv_permfail,
+            ("scheduler.delivery.tempfail", _) => &mut self.dlv_tempfail,
+            ("scheduler.delivery.loop", _) => &mut self.dlv_loop,
+            ("queue.bounce", _) => &mut self.evp_bounce,
+            _ => return,
+        };
+        // As C: a decrement of a counter other than the two above counts
+        // down, and a decrement of those two counts up their other half.
+        let down = !incr && !matches!(key, "smtp.session" | "scheduler.envelope");
+        *p = if down {
+            p.wrapping_sub(value)
+        } else {
+            p.wrapping_add(value)
+        };
+    }
 }
 
 /// struct ctl_conn: a client, and who it is.
@@ -115,6 +191,11 @@ fn control_imsg(
             imsg.hdr.peerid = 0;
             m_forward(&mut c.mproc, &mut imsg);
         }
+        Some(
+            t @ (ImsgType::IMSG_STAT_INCREMENT
+            | ImsgType::IMSG_STAT_DECREMENT
+            | ImsgType::IMSG_STAT_SET),
+        ) => control_stat(s, t, &imsg),
         Some(ImsgType::IMSG_CTL_SMTP_SESSION) => {
             let fd = crate::ipc::imsg::imsg_get_fd(&mut imsg);
             let Some(c) = s.ctl_conns.get_mut(&control_key(imsg.hdr.peerid)) else {
@@ -126,6 +207,28 @@ fn control_imsg(
             "control_imsg: unexpected {} imsg",
             imsg_to_str(imsg.hdr.type_)
         ),
+    }
+}
+
+/// IMSG_STAT_INCREMENT, _DECREMENT and _SET from a process.
+fn control_stat(s: &mut Control, t: ImsgType, imsg: &Imsg) {
+    let mut m = m_msg(imsg);
+    let key = m_get_string(&mut m).unwrap_or_default().to_string();
+    let data = m_get_data(&mut m);
+    let Some(val) = StatValue::from_bytes(data) else {
+        fatalx!("control: {} size mismatch", imsg_to_str(t as u32));
+    };
+    m_end(&m);
+    match t {
+        ImsgType::IMSG_STAT_INCREMENT => {
+            s.stats.increment(&key, val.a as usize);
+            s.digest.update(&key, val.a as usize, true);
+        }
+        ImsgType::IMSG_STAT_DECREMENT => {
+            s.stats.decrement(&key, val.a as usize);
+            s.digest.update(&key, val.a as usize, false);
+        }
+        _ => s.stats.set(&key, val),
     }
 }
 
@@ -195,6 +298,11 @@ pub fn control(mut peers: Peers, listener: UnixListener, backend_stat: &str) -> 
         ctl_conns: BTreeMap::new(),
         next_key: CLIENT_KEY_BASE,
         sc_flags: env().sc_flags | SMTPD_MTA_PAUSED,
+        stats: Ramstat::init(env().sc_uptime),
+        digest: StatDigest {
+            startup: env().sc_uptime,
+            ..StatDigest::default()
+        },
     };
     control_listen(&mut s, &mut base);
     if let Err(e) = crate::sys::pledge::pledge("stdio unix recvfd sendfd", None) {
@@ -254,12 +362,14 @@ fn control_accept(
     let mut mproc = mproc_init(OwnedFd::from(stream), ProcType::PROC_CLIENT, "client", 0);
     mproc_enable(base, &mut mproc, key);
     s.ctl_conns.insert(key, CtlConn { mproc, euid });
+    s.stats.increment("control.session", 1);
 }
 
 /// control_close(): forgets a client.
 fn control_close(s: &mut Control, base: &mut EventBase<Control>, key: u64) {
     if let Some(c) = s.ctl_conns.remove(&key) {
         mproc_clear(base, c.mproc);
+        s.stats.decrement("control.session", 1);
     }
 }
 
@@ -383,6 +493,22 @@ fn control_admin(s: &mut Control, t: ImsgType, id: u32, imsg: &mut Imsg) -> Answ
         IMSG_CTL_PAUSE_MTA | IMSG_CTL_RESUME_MTA => {
             log_warnx!("warn: control: the mta is not implemented yet, it stays paused");
             Answer::Fail
+        }
+        IMSG_CTL_GET_DIGEST => Answer::Data(IMSG_CTL_GET_DIGEST, s.digest.to_bytes(time_now())),
+        IMSG_CTL_GET_STATS => {
+            let Some(kv) = StatKv::from_bytes(&imsg.data) else {
+                return Answer::Fail;
+            };
+            let after = kv.iter.then_some(kv.key.as_str());
+            let next = match s.stats.iter(after) {
+                Some((key, val)) => StatKv {
+                    iter: true,
+                    key: key.to_string(),
+                    val,
+                },
+                None => StatKv::default(),
+            };
+            Answer::Data(IMSG_CTL_GET_STATS, next.to_bytes())
         }
         IMSG_CTL_SHOW_STATUS => {
             Answer::Data(IMSG_CTL_SHOW_STATUS, s.sc_flags.to_ne_bytes().to_vec())

@@ -210,7 +210,7 @@ fn unknown_missing_and_unready_commands_say_so() {
     let o = smtpctl(&dir, &["frobnicate"], None);
     assert!(!o.status.success());
     assert_eq!(err(&o), "invalid command\n");
-    let o = smtpctl(&dir, &["show", "stats"], None);
+    let o = smtpctl(&dir, &["update", "table", "aliases"], None);
     assert!(!o.status.success());
     assert!(err(&o).contains("not implemented yet"), "{}", err(&o));
 }
@@ -515,4 +515,106 @@ fn discover_loads_what_was_put_in_the_spool_by_hand() {
     assert_eq!(q[0][0], evpid);
     let o = smtpctl(&b, &["discover", "0123456789abcdef"], None);
     assert_eq!(out(&o), "0 envelopes discovered\n", "{}", err(&o));
+}
+
+#[test]
+fn show_stats_and_monitor_count_real_traffic() {
+    if skip_unless_root("show_stats_and_monitor_count_real_traffic") {
+        return;
+    }
+    let dir = TestDir::new("ctl-stats");
+    let _d = start(&dir, &["-P", "mda"]);
+    // monitor, started before the traffic, prints a line a second.
+    let mut monitor = Command::new(SMTPCTL)
+        .arg("monitor")
+        .env("SMTPD_SOCKET", dir.socket())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The start's own probe of the listener counts as a session too.
+    let before: usize = {
+        let o = smtpctl(&dir, &["show", "stats"], None);
+        out(&o)
+            .lines()
+            .find_map(|l| l.strip_prefix("smtp.session.inet4="))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    for _ in 0..2 {
+        let mut c = Client::connect(dir.port);
+        c.reply();
+        c.cmd("EHLO client.test");
+        let r = send_message(
+            &mut c,
+            "bob@example.org",
+            "root@localhost",
+            "Subject: s\r\n\r\nx\r\n",
+        );
+        assert_eq!(code(&r), "250");
+        assert_eq!(code(&c.cmd("QUIT")), "221");
+    }
+    let stats = || -> std::collections::BTreeMap<String, String> {
+        let o = smtpctl(&dir, &["show", "stats"], None);
+        assert!(o.status.success(), "{}", err(&o));
+        out(&o)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert!(
+        poll_until(Duration::from_secs(5), || {
+            let s = stats();
+            s.get("smtp.session.inet4") == Some(&(before + 2).to_string())
+                && s.get("smtp.session").map(String::as_str) == Some("0")
+                && s.get("scheduler.envelope").map(String::as_str) == Some("2")
+        }),
+        "{:?}",
+        stats()
+    );
+    let s = stats();
+    assert!(s["uptime"].parse::<i64>().is_ok(), "{s:?}");
+    assert!(s.contains_key("uptime.human"), "{s:?}");
+    // This very client, and monitor.
+    assert_eq!(s["control.session"], "2", "{s:?}");
+    // Keys in order, as C's tree keeps them.
+    let o = smtpctl(&dir, &["show", "stats"], None);
+    let keys: Vec<String> = out(&o)
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
+        .filter(|k| !k.starts_with("uptime"))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = monitor.kill();
+    let o = monitor.wait_with_output().unwrap();
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 4, "{text}");
+    assert!(
+        lines[0].starts_with("--- client ---  -- envelope --"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("curr conn disc  curr  enq  deq"),
+        "{text}"
+    );
+    // Over the lines after the first, the sessions and envelopes add up.
+    let sum = |col: usize| -> usize {
+        lines[3..]
+            .iter()
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(col)
+                    .unwrap()
+                    .parse::<usize>()
+                    .unwrap()
+            })
+            .sum()
+    };
+    assert_eq!(sum(1), 2, "connections: {text}");
+    assert_eq!(sum(4), 2, "envelopes enqueued: {text}");
 }

@@ -35,6 +35,7 @@ use crate::util::esc::{
     ESC_DESTINATION_MAILBOX_HAS_MOVED, ESC_OTHER_ADDRESS_STATUS, ESC_OTHER_MAIL_SYSTEM_STATUS,
 };
 use crate::util::log::TRACE_IO;
+use crate::util::stat_backend::{stat_decrement, stat_increment};
 use crate::util::to::{duration_to_text, text_to_mailaddr};
 use crate::util::util::{generate_uid, strnvis, time_now};
 
@@ -388,6 +389,12 @@ fn mda_imsg_deliver(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, evp: &
         return;
     }
     u.envelopes.push_back(mda_envelope(uid, evp));
+    let p = d.peers.p(ProcType::PROC_CONTROL);
+    stat_increment(p, "mda.envelope", 1);
+    stat_increment(p, "mda.pending", 1);
+    let Some(u) = d.mda.users.get_mut(&uid) else {
+        return;
+    };
     if u.flags & (USER_RUNNABLE | USER_WAITINFO) == 0 {
         u.flags |= USER_RUNNABLE;
         d.mda.runnable.push_back(uid);
@@ -722,6 +729,11 @@ fn mda_fail(d: &mut Dispatcher, uid: u64, permfail: bool, error: &str, code: u8)
         .get_mut(&uid)
         .map(|u| std::mem::take(&mut u.envelopes))
         .unwrap_or_default();
+    stat_decrement(
+        d.peers.p(ProcType::PROC_CONTROL),
+        "mda.envelope",
+        envelopes.len(),
+    );
     for e in envelopes {
         if permfail {
             mda_log(&e, "PermFail", error);
@@ -811,6 +823,9 @@ fn mda_done(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, key: u64) {
     if let Some(io) = s.io {
         io_free(base, io);
     }
+    let p = d.peers.p(ProcType::PROC_CONTROL);
+    stat_decrement(p, "mda.envelope", 1);
+    stat_decrement(p, "mda.running", 1);
     mda_drain(d, base);
 }
 
@@ -913,6 +928,7 @@ fn mda_user(d: &mut Dispatcher, evp: &Envelope) -> u64 {
     }
     let id = u.id;
     d.mda.users.insert(id, u);
+    stat_increment(d.peers.p(ProcType::PROC_CONTROL), "mda.user", 1);
     id
 }
 
@@ -923,6 +939,7 @@ fn mda_user_free(d: &mut Dispatcher, uid: u64) {
         return;
     };
     d.mda.runnable.retain(|&id| id != uid);
+    stat_decrement(d.peers.p(ProcType::PROC_CONTROL), "mda.user", 1);
     if u.flags & USER_HOLDQ != 0 {
         let p = d.peers.p(ProcType::PROC_QUEUE);
         m_create(p, ImsgType::IMSG_MDA_HOLDQ_RELEASE, 0, 0, None);
@@ -978,6 +995,9 @@ fn mda_session(d: &mut Dispatcher, uid: u64) {
         evp.id
     );
     let msgid = evpid_to_msgid(evp.id);
+    let p = d.peers.p(ProcType::PROC_CONTROL);
+    stat_decrement(p, "mda.pending", 1);
+    stat_increment(p, "mda.running", 1);
     d.mda.sessions.insert(
         id,
         MdaSession {

@@ -114,7 +114,7 @@ pub fn proxy_io(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, id: u64, e
             d.proxies.insert(id, s);
         }
         Step::Done(peer) => {
-            super::smtp::smtp_count_session(d);
+            super::smtp::smtp_count_session(d, &peer);
             smtp_session_with_io(d, base, s.listener, s.io, peer);
         }
         Step::Error(reason, extra) => {

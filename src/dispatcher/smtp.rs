@@ -12,10 +12,11 @@ use crate::config::config::{env, Listener, ListenerFlags};
 use crate::io::event::{EvFlags, EventBase, EventId};
 use crate::io::ioev::Stream;
 use crate::ipc::imsg::Imsg;
-use crate::ipc::mproc::{m_compose, ImsgType, Mproc};
+use crate::ipc::mproc::{m_compose, ImsgType, Mproc, ProcType};
 use crate::queue::envelope::PeerAddr;
 use crate::smtpd::imsg_to_str;
 use crate::sys::socket::{getdtablecount, getdtablesize};
+use crate::util::stat_backend::{stat_decrement, stat_increment};
 
 /// SMTPD_BACKLOG: listen(2)'s queue of connections not yet accepted.
 /// OpenSMTPD's 5 overflows as soon as a few clients reconnect together
@@ -198,6 +199,7 @@ fn smtp_enqueue(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>) -> Option<
         Some(&hostname),
     );
     d.smtp.nsessions += 1;
+    smtp_stat_session(d, &PeerAddr::Local);
     Some(theirs.into())
 }
 
@@ -263,6 +265,7 @@ fn smtp_can_accept(smtp: &Smtp) -> bool {
 /// stopped us.
 pub fn smtp_collect(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>) {
     d.smtp.nsessions = d.smtp.nsessions.saturating_sub(1);
+    stat_decrement(d.peers.p(ProcType::PROC_CONTROL), "smtp.session", 1);
     if !smtp_can_accept(&d.smtp) {
         return;
     }
@@ -274,8 +277,21 @@ pub fn smtp_collect(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>) {
 }
 
 /// A session begins (the `sessions++` of smtp_accepted()).
-pub fn smtp_count_session(d: &mut Dispatcher) {
+pub fn smtp_count_session(d: &mut Dispatcher, peer: &PeerAddr) {
     d.smtp.nsessions += 1;
+    smtp_stat_session(d, peer);
+}
+
+/// The counters of a new session, by the kind of its client.
+fn smtp_stat_session(d: &mut Dispatcher, peer: &PeerAddr) {
+    let p = d.peers.p(ProcType::PROC_CONTROL);
+    stat_increment(p, "smtp.session", 1);
+    match peer {
+        PeerAddr::Local => stat_increment(p, "smtp.session.local", 1),
+        PeerAddr::Inet(a) if a.is_ipv4() => stat_increment(p, "smtp.session.inet4", 1),
+        PeerAddr::Inet(_) => stat_increment(p, "smtp.session.inet6", 1),
+        PeerAddr::Unspec => {}
+    }
 }
 
 /// smtp_accepted(): a session for a new client.
@@ -291,6 +307,7 @@ pub fn smtp_accepted(
         return;
     }
     d.smtp.nsessions += 1;
+    smtp_stat_session(d, &peer);
     smtp_session(d, base, listener, Stream::Tcp(stream), peer, None);
 }
 

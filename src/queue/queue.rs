@@ -50,6 +50,7 @@ use crate::util::esc::{
     ESC_DELIVERY_TIME_EXPIRED, ESC_ROUTING_LOOP_DETECTED, ESC_STATUS_OK, ESC_STATUS_PERMFAIL,
     ESC_STATUS_TEMPFAIL,
 };
+use crate::util::stat_backend::stat_increment;
 use crate::util::to::duration_to_text;
 use crate::util::util::time_now;
 
@@ -791,6 +792,7 @@ fn queue_bounce(s: &mut Queue, e: &Envelope, d: &DeliveryBounce) {
         );
         queue_scheduler_submit(s, &b);
         queue_scheduler_commit(s, evpid_to_msgid(b.id));
+        stat_increment(s.peers.p(ProcType::PROC_CONTROL), "queue.bounce", 1);
     }
 }
 

@@ -29,6 +29,7 @@ use crate::smtpd::{
 };
 use crate::sys::process::exit_now;
 use crate::util::log::TRACE_SCHEDULER;
+use crate::util::stat_backend::{stat_decrement, stat_increment};
 use crate::util::to::duration_to_text;
 use crate::util::util::time_now;
 
@@ -157,7 +158,9 @@ fn scheduler_imsg(
             let msgid = m_get_msgid(&mut m);
             m_end(&m);
             log_trace!(TRACE_SCHEDULER, "scheduler: committing msg:{msgid:08x}");
-            s.backend.commit(msgid, now);
+            let n = s.backend.commit(msgid, now) as i64;
+            scheduler_stat(s, "scheduler.envelope.incoming", -n);
+            scheduler_stat(s, "scheduler.envelope", n);
             scheduler_reset_events(s, base);
         }
         IMSG_QUEUE_DISCOVER_EVPID => {
@@ -173,14 +176,17 @@ fn scheduler_imsg(
                 return;
             }
             log_trace!(TRACE_SCHEDULER, "scheduler: committing msg:{msgid:08x}");
-            s.backend.commit(msgid, now);
+            let n = s.backend.commit(msgid, now) as i64;
+            scheduler_stat(s, "scheduler.envelope.incoming", -n);
+            scheduler_stat(s, "scheduler.envelope", n);
             scheduler_reset_events(s, base);
         }
         IMSG_QUEUE_MESSAGE_ROLLBACK => {
             let msgid = m_get_msgid(&mut m);
             m_end(&m);
             log_trace!(TRACE_SCHEDULER, "scheduler: aborting msg:{msgid:08x}");
-            s.backend.rollback(msgid, now);
+            let n = s.backend.rollback(msgid, now) as i64;
+            scheduler_stat(s, "scheduler.envelope.incoming", -n);
             scheduler_reset_events(s, base);
         }
         IMSG_QUEUE_ENVELOPE_REMOVE => {
@@ -191,6 +197,7 @@ fn scheduler_imsg(
                 TRACE_SCHEDULER,
                 "scheduler: queue requested removal of evp:{evpid:016x}"
             );
+            scheduler_stat(s, "scheduler.envelope", -1);
             if inflight == 0 {
                 s.backend.remove(evpid, now);
             } else {
@@ -221,6 +228,13 @@ fn scheduler_imsg(
                 TRACE_SCHEDULER,
                 "scheduler: deleting evp:{evpid:016x} ({why})"
             );
+            let key = match t {
+                IMSG_QUEUE_DELIVERY_OK => "scheduler.delivery.ok",
+                IMSG_QUEUE_DELIVERY_PERMFAIL => "scheduler.delivery.permfail",
+                _ => "scheduler.delivery.loop",
+            };
+            scheduler_stat(s, key, 1);
+            scheduler_stat(s, "scheduler.envelope", -1);
             s.backend.delete(evpid, now);
             scheduler_inflight_done(s);
             scheduler_reset_events(s, base);
@@ -295,6 +309,7 @@ fn scheduler_imsg_envelope_submit(s: &mut Scheduler, evp: &Envelope, now: i64) {
     log_trace!(TRACE_SCHEDULER, "scheduler: inserting evp:{:016x}", evp.id);
     let mut si = SchedulerInfo::default();
     scheduler_info_conf(s.conf, &mut si, evp);
+    scheduler_stat(s, "scheduler.envelope.incoming", 1);
     s.backend.insert(&mut si, now);
 }
 
@@ -312,6 +327,7 @@ fn scheduler_imsg_discover_evpid(s: &mut Scheduler, evp: &Envelope, now: i64) {
     );
     let mut si = SchedulerInfo::default();
     scheduler_info_conf(s.conf, &mut si, evp);
+    scheduler_stat(s, "scheduler.envelope.incoming", 1);
     s.backend.insert(&mut si, now);
 }
 
@@ -320,6 +336,7 @@ fn scheduler_imsg_discover_evpid(s: &mut Scheduler, evp: &Envelope, now: i64) {
 /// queue sends the sender a delay notice.
 fn scheduler_imsg_delivery_tempfail(s: &mut Scheduler, evp: &Envelope, now: i64) {
     log_trace!(TRACE_SCHEDULER, "scheduler: updating evp:{:016x}", evp.id);
+    scheduler_stat(s, "scheduler.delivery.tempfail", 1);
     let mut si = SchedulerInfo::default();
     scheduler_info_conf(s.conf, &mut si, evp);
     s.backend.update(&mut si, now);
@@ -484,6 +501,17 @@ fn scheduler_inflight_done(s: &mut Scheduler) {
     // C's size_t would wrap and stop all scheduling; a stray answer from
     // the queue should not.
     s.ninflight = s.ninflight.saturating_sub(1);
+    scheduler_stat(s, "scheduler.envelope.inflight", -1);
+}
+
+/// stat_increment() or stat_decrement() of a counter in control.
+fn scheduler_stat(s: &mut Scheduler, key: &str, delta: i64) {
+    let p = s.peers.p(ProcType::PROC_CONTROL);
+    if delta >= 0 {
+        stat_increment(p, key, delta as usize);
+    } else {
+        stat_decrement(p, key, delta.unsigned_abs() as usize);
+    }
 }
 
 /// scheduler_shutdown().
@@ -606,13 +634,21 @@ fn scheduler_timeout(
     );
 
     let mut d_inflight = 0;
+    let (mut d_removed, mut d_expired, mut d_updated) = (0, 0, 0);
     let p_queue = s.peers.p(ProcType::PROC_QUEUE);
     for (kind, evpid) in batch {
         let (imsg, what) = match kind {
-            Sched::SCHED_REMOVE => (ImsgType::IMSG_SCHED_ENVELOPE_REMOVE, "removed"),
-            Sched::SCHED_EXPIRE => (ImsgType::IMSG_SCHED_ENVELOPE_EXPIRE, "expired"),
+            Sched::SCHED_REMOVE => {
+                d_removed += 1;
+                (ImsgType::IMSG_SCHED_ENVELOPE_REMOVE, "removed")
+            }
+            Sched::SCHED_EXPIRE => {
+                d_expired += 1;
+                (ImsgType::IMSG_SCHED_ENVELOPE_EXPIRE, "expired")
+            }
             Sched::SCHED_UPDATE => {
                 log_debug!("debug: scheduler: evp:{evpid:016x} scheduled (update)");
+                d_updated += 1;
                 continue;
             }
             Sched::SCHED_BOUNCE => (ImsgType::IMSG_SCHED_ENVELOPE_INJECT, "scheduled (bounce)"),
@@ -627,6 +663,11 @@ fn scheduler_timeout(
         d_inflight += 1;
     }
     s.ninflight += d_inflight;
+    scheduler_stat(s, "scheduler.envelope", -(d_removed + d_expired));
+    scheduler_stat(s, "scheduler.envelope.inflight", d_inflight as i64);
+    scheduler_stat(s, "scheduler.envelope.expired", d_expired);
+    scheduler_stat(s, "scheduler.envelope.removed", d_removed);
+    scheduler_stat(s, "scheduler.envelope.updated", d_updated);
 
     if let Err(e) = base.evtimer_add(s.ev, Duration::ZERO) {
         fatal!(e, "scheduler_timeout: evtimer_add");

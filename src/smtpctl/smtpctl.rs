@@ -30,6 +30,10 @@ use crate::util::log::{
     TRACE_IMSG, TRACE_IO, TRACE_LOOKUP, TRACE_MPROC, TRACE_MTA, TRACE_RULES, TRACE_SCHEDULER,
     TRACE_SMTP, TRACE_STAT,
 };
+use crate::util::stat_backend::{
+    StatKv, STAT_COUNTER, STAT_TIMESPEC, STAT_TIMESTAMP, STAT_TIMEVAL,
+};
+use crate::util::to::duration_to_text;
 use crate::util::util::{strnvis, time_now};
 
 fn progname(argv0: &str) -> &str {
@@ -450,6 +454,90 @@ fn do_discover(arg: &str) -> i32 {
     0
 }
 
+/// do_show_stats(): every counter, in key order, `uptime` as how long
+/// the daemon has run.
+fn do_show_stats() -> i32 {
+    let mut srv = srv_or_exit();
+    let mut kv = StatKv::default();
+    loop {
+        srv_send(&mut srv, ImsgType::IMSG_CTL_GET_STATS, &kv.to_bytes());
+        let imsg = srv_recv(&mut srv, Some(ImsgType::IMSG_CTL_GET_STATS));
+        kv = StatKv::from_bytes(&imsg.data).unwrap_or_else(|| errx("bogus data"));
+        if !kv.iter {
+            return 0;
+        }
+        if kv.key == "uptime" {
+            let duration = time_now() - kv.val.a;
+            println!("uptime={duration}");
+            println!("uptime.human={}", duration_to_text(duration));
+            continue;
+        }
+        let v = kv.val;
+        match v.type_ {
+            STAT_COUNTER | STAT_TIMESTAMP => println!("{}={}", kv.key, v.a),
+            STAT_TIMEVAL => println!("{}={}.{}", kv.key, v.a, v.b),
+            STAT_TIMESPEC => println!(
+                "{}={}.{:06}",
+                kv.key,
+                v.a * 1_000_000 + v.b / 1_000_000,
+                v.b % 1_000_000
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// do_monitor(): the digest every second, as changes since the last.
+fn do_monitor() -> i32 {
+    let mut srv = srv_or_exit();
+    let mut last = [0usize; 11];
+    let mut count = 0usize;
+    loop {
+        srv_send(&mut srv, ImsgType::IMSG_CTL_GET_DIGEST, &[]);
+        let imsg = srv_recv(&mut srv, Some(ImsgType::IMSG_CTL_GET_DIGEST));
+        if imsg.data.len() != 16 + 8 * 11 {
+            errx("bogus data");
+        }
+        let mut d = [0usize; 11];
+        for (i, v) in d.iter_mut().enumerate() {
+            let o = 16 + 8 * i;
+            *v = usize::from_ne_bytes(imsg.data[o..o + 8].try_into().unwrap_or_default());
+        }
+        // clt_connect, clt_disconnect, evp_enqueued, evp_dequeued,
+        // evp_expired, evp_removed, evp_bounce, dlv_ok, dlv_permfail,
+        // dlv_tempfail, dlv_loop.
+        if count % 25 == 0 {
+            if count != 0 {
+                println!();
+            }
+            println!(
+                "--- client ---  -- envelope --   ---- relay/delivery --- ------- misc -------\n\
+                 curr conn disc  curr  enq  deq   ok tmpfail prmfail loop expire remove bounce"
+            );
+        }
+        let delta = |i: usize| d[i].wrapping_sub(last[i]);
+        println!(
+            "{:4} {:4} {:4}  {:4} {:4} {:4} {:4}    {:4}    {:4} {:4}   {:4}   {:4}   {:4}",
+            d[0].wrapping_sub(d[1]),
+            delta(0),
+            delta(1),
+            d[2].wrapping_sub(d[3]),
+            delta(2),
+            delta(3),
+            delta(7),
+            delta(9),
+            delta(8),
+            delta(10),
+            delta(4),
+            delta(5),
+            delta(6)
+        );
+        last = d;
+        count += 1;
+        crate::sys::unistd::sleep(1);
+    }
+}
+
 /// str_to_trace().
 fn str_to_trace(s: &str) -> u32 {
     match s {
@@ -558,6 +646,8 @@ fn cmd_run(words: &[String]) -> i32 {
         "resume mta" => srv_command(ImsgType::IMSG_CTL_RESUME_MTA),
         "resume smtp" => srv_command(ImsgType::IMSG_CTL_RESUME_SMTP),
         "show status" => do_show_status(),
+        "show stats" => do_show_stats(),
+        "monitor" => do_monitor(),
         "discover <id>" => do_discover(arg(1)),
         "show queue" => do_show_queue(None),
         "show envelope <evpid>" => do_show_envelope(arg(2)),

@@ -7,6 +7,8 @@ pub mod limit;
 pub mod log;
 pub mod mailaddr;
 pub mod rfc5322;
+pub mod stat_backend;
+pub mod stat_ramstat;
 pub mod to;
 #[allow(clippy::module_inception)]
 pub mod util;

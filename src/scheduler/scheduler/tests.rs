@@ -145,12 +145,20 @@ impl Fixture {
         self.base.event_pending(self.s.ev)
     }
 
+    /// What `proc` was told, but the counters (control's stat messages).
     fn sent_to(&mut self, proc: ProcType) -> Vec<Imsg> {
         imsgbuf_flush(&mut self.s.peers.p(proc).imsgbuf).unwrap();
-        match proc {
+        let stat = [
+            ImsgType::IMSG_STAT_INCREMENT as u32,
+            ImsgType::IMSG_STAT_DECREMENT as u32,
+            ImsgType::IMSG_STAT_SET as u32,
+        ];
+        let mut v = match proc {
             PROC_QUEUE => drain(&mut self.queue),
             _ => drain(&mut self.control),
-        }
+        };
+        v.retain(|m| !stat.contains(&m.hdr.type_));
+        v
     }
 
     /// What the queue was told: (type, evpid) for the one-evpid messages.
