@@ -129,7 +129,19 @@ fn matches(c: &Smtpd, table: &str, kind: K, key: &str) -> bool {
     table_match(c, c.table_find(table).expect("table"), kind, key).expect("match")
 }
 
+/// Asserts that a program said `text` on its standard error.
+#[track_caller]
+fn assert_said(out: &Output, text: &str) {
+    let err = stderr(out);
+    assert!(err.contains(text), "{err}");
+}
+
 /// `smtpd -n -f CONF` of ours, where CONF declares `table`.
+fn our_smtpd_n(d: &Dir, table: &str) -> Output {
+    smtpd_n(&common::smtpd_bin(), d, table)
+}
+
+/// `smtpd -n -f CONF` of the daemon `smtpd`, where CONF declares `table`.
 fn smtpd_n(smtpd: &Path, d: &Dir, table: &str) -> Output {
     let conf = d.write(
         "n.conf",
@@ -180,17 +192,9 @@ fn a_key_value_map_reads_back_through_the_db_backend() {
     assert!(!matches(&c, "relays", K::K_STRING, "#"));
     assert!(!matches(&c, "relays", K::K_STRING, "# relays, one a line"));
 
-    let out = smtpd_n(
-        &common::smtpd_bin(),
-        &d,
-        &format!("table relays db:{}", db.display()),
-    );
+    let out = our_smtpd_n(&d, &format!("table relays db:{}", db.display()));
     assert_exit(&out, 0);
-    assert!(
-        stderr(&out).contains("configuration OK"),
-        "{}",
-        stderr(&out)
-    );
+    assert_said(&out, "configuration OK");
 
     // The map takes its source's mode (and owner).
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -285,28 +289,24 @@ fn an_aliases_map_expands_and_newaliases_finds_it_in_smtpd_conf() {
         return;
     }
     std::fs::remove_file(&db).unwrap();
+    // newaliases -f on a configuration whose aliases table is `spec`.
+    let newaliases = |spec: String| {
+        let conf = d.write(
+            "smtpd.conf",
+            &format!(
+                "table aliases {spec}\naction a mbox alias <aliases>\nmatch for local action a\n"
+            ),
+        );
+        d.run("newaliases", &["-f", conf.to_str().unwrap()])
+    };
     // A file table first: newaliases builds FILE.db next to it.
-    let conf = d.write(
-        "smtpd.conf",
-        &format!(
-            "table aliases file:{}\naction a mbox alias <aliases>\nmatch for local action a\n",
-            src.display()
-        ),
-    );
-    let out = d.run("newaliases", &["-f", conf.to_str().unwrap()]);
+    let out = newaliases(format!("file:{}", src.display()));
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), format!("{}: 3 aliases\n", src.display()));
     assert_eq!(dump(&d, &db), before);
     // Then the db table itself, rebuilt from the text beside it.
     d.write("aliases", "root: carol\nMAILER-DAEMON: root\n");
-    let conf = d.write(
-        "smtpd.conf",
-        &format!(
-            "table aliases db:{}\naction a mbox alias <aliases>\nmatch for local action a\n",
-            db.display()
-        ),
-    );
-    let out = d.run("newaliases", &["-f", conf.to_str().unwrap()]);
+    let out = newaliases(format!("db:{}", db.display()));
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), format!("{}: 2 aliases\n", src.display()));
     assert_eq!(
@@ -443,20 +443,17 @@ fn a_corrupt_database_is_a_clear_error() {
     let db = d.path("junk.db");
     std::fs::write(&db, &junk).unwrap();
 
-    let out = smtpd_n(
-        &common::smtpd_bin(),
-        &d,
-        &format!("table x db:{}", db.display()),
-    );
+    let out = our_smtpd_n(&d, &format!("table x db:{}", db.display()));
     assert_exit(&out, 1);
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "invalid configuration file {0} for table x: {0}: not a db(3) hash database, or a damaged one",
+    assert_said(
+        &out,
+        &format!(
+            "invalid configuration file {0} for table x: {0}: \
+             not a db(3) hash database, or a damaged one",
             db.display()
-        )),
-        "{err}"
+        ),
     );
+    let err = stderr(&out);
     // Only our message: nothing from the library.
     assert_eq!(err.lines().count(), 1, "{err}");
 
@@ -471,17 +468,9 @@ fn a_corrupt_database_is_a_clear_error() {
     );
 
     let missing = d.path("missing.db");
-    let out = smtpd_n(
-        &common::smtpd_bin(),
-        &d,
-        &format!("table x db:{}", missing.display()),
-    );
+    let out = our_smtpd_n(&d, &format!("table x db:{}", missing.display()));
     assert_exit(&out, 1);
-    assert!(
-        stderr(&out).contains("No such file or directory"),
-        "{}",
-        stderr(&out)
-    );
+    assert_said(&out, "No such file or directory");
 }
 
 // ---- OpenSMTPD 6.8 -----------------------------------------------------
@@ -580,7 +569,8 @@ fn a_map_built_by_opensmtpd_6_8_is_read_by_ours() {
     // The same entries, byte for byte: keys and values with their NUL.
     assert_eq!(raw(&d.path("theirs.db")), raw(&d.path("ours.db")));
     assert_eq!(raw(&d.path("theirs-set.db")), raw(&d.path("ours-set.db")));
-    assert!(raw(&d.path("theirs-set.db")).contains(&(b"192.0.2.1\0".to_vec(), b"<set>\0".to_vec())));
+    let entry = (b"192.0.2.1\0".to_vec(), b"<set>\0".to_vec());
+    assert!(raw(&d.path("theirs-set.db")).contains(&entry));
     assert_eq!(
         dump(&d, &d.path("theirs-set.db")),
         ["192.0.2.1\t<set>", "example.org\t<set>"]
@@ -605,8 +595,7 @@ fn a_map_built_by_opensmtpd_6_8_is_read_by_ours() {
     assert!(matches(&c, "s", K::K_NETADDR, "192.0.2.1"));
     assert!(matches(&c, "s", K::K_DOMAIN, "Example.org"));
     assert!(!matches(&c, "s", K::K_DOMAIN, "example.net"));
-    let out = smtpd_n(
-        &common::smtpd_bin(),
+    let out = our_smtpd_n(
         &d,
         &format!("table aliases db:{}", d.path("theirs.db").display()),
     );
@@ -633,11 +622,7 @@ fn a_map_built_by_ours_is_accepted_by_opensmtpd_6_8() {
         &format!("table aliases db:{}", db.display()),
     );
     assert_exit(&out, 0);
-    assert!(
-        stderr(&out).contains("configuration OK"),
-        "{}",
-        stderr(&out)
-    );
+    assert_said(&out, "configuration OK");
     // ...as it would not a file that is no database (so the check above
     // means something).
     let junk = d.write("junk.db", &"x".repeat(8192));

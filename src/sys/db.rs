@@ -88,22 +88,10 @@ mod ffi {
         pub fd: unsafe extern "C" fn(*const Db) -> c_int,
     }
 
-    #[cfg(target_os = "linux")]
-    #[link(name = "db-5.3")]
+    // <db_185.h> renames dbopen to __db185_open.
+    #[cfg_attr(target_os = "linux", link(name = "db-5.3"))]
     extern "C" {
-        /// <db_185.h> renames dbopen to this.
-        #[link_name = "__db185_open"]
-        pub fn dbopen(
-            file: *const c_char,
-            flags: c_int,
-            mode: c_int,
-            type_: c_int,
-            openinfo: *const c_void,
-        ) -> *mut Db;
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    extern "C" {
+        #[cfg_attr(target_os = "linux", link_name = "__db185_open")]
         pub fn dbopen(
             file: *const c_char,
             flags: c_int,
@@ -346,33 +334,7 @@ fn db_check_magic(_path: &str, _ty: DbType) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A scratch directory, removed with what it holds when dropped.
-    struct Scratch(std::path::PathBuf);
-
-    impl Scratch {
-        fn new() -> Scratch {
-            static SEQ: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "smtpd-db-{}-{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-
-        fn path(&self, name: &str) -> String {
-            self.0.join(name).to_str().unwrap().to_string()
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::sys::testing::TempDir;
 
     fn all(db: &mut Db) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();
@@ -384,10 +346,37 @@ mod tests {
         out
     }
 
+    /// An empty database of type `ty` at `path`, open for writing.
+    fn create(path: &str, ty: DbType) -> Db {
+        Db::open(path, DbOpen::Truncate { mode: 0o600 }, ty).unwrap()
+    }
+
+    /// A database of type `ty` at `path` holding `entries`, closed.
+    fn build(path: &str, ty: DbType, entries: &[(&[u8], &[u8])]) {
+        let mut db = create(path, ty);
+        for (k, v) in entries {
+            db.put(k, v).unwrap();
+        }
+        db.close().unwrap();
+    }
+
+    /// Asserts that `path` is refused as a hash database, with our words.
+    #[track_caller]
+    fn assert_not_a_hash(path: &str) {
+        let e = Db::open(path, DbOpen::ReadOnly, DbType::Hash)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            e.to_string().starts_with("not a db(3) hash database"),
+            "{e}"
+        );
+    }
+
     fn write_and_read_back(ty: DbType) {
-        let dir = Scratch::new();
+        let dir = TempDir::new("db");
         let path = dir.path("map.db");
-        let mut db = Db::open(&path, DbOpen::Truncate { mode: 0o600 }, ty).unwrap();
+        let mut db = create(&path, ty);
         db.put(b"bob\0", b"robert\0").unwrap();
         db.put(b"alice\0", b"alice@example.org\0").unwrap();
         db.put(b"bob\0", b"bobby\0").unwrap();
@@ -419,9 +408,9 @@ mod tests {
     #[test]
     fn a_btree_database_reads_back_what_was_put_in_key_order() {
         write_and_read_back(DbType::Btree);
-        let dir = Scratch::new();
+        let dir = TempDir::new("db");
         let path = dir.path("sorted.db");
-        let mut db = Db::open(&path, DbOpen::Truncate { mode: 0o600 }, DbType::Btree).unwrap();
+        let mut db = create(&path, DbType::Btree);
         for k in ["delta", "alpha", "charlie", "bravo"] {
             db.put(k.as_bytes(), b"x").unwrap();
         }
@@ -431,24 +420,19 @@ mod tests {
 
     #[test]
     fn an_empty_database_has_no_first_entry() {
-        let dir = Scratch::new();
+        let dir = TempDir::new("db");
         let path = dir.path("empty.db");
-        Db::open(&path, DbOpen::Truncate { mode: 0o600 }, DbType::Hash)
-            .unwrap()
-            .close()
-            .unwrap();
+        build(&path, DbType::Hash, &[]);
         let mut db = Db::open(&path, DbOpen::ReadOnly, DbType::Hash).unwrap();
         assert_eq!(db.seq(DbSeq::First).unwrap(), None);
     }
 
     #[test]
     fn truncating_empties_an_existing_database() {
-        let dir = Scratch::new();
+        let dir = TempDir::new("db");
         let path = dir.path("again.db");
-        let mut db = Db::open(&path, DbOpen::Truncate { mode: 0o600 }, DbType::Hash).unwrap();
-        db.put(b"old", b"1").unwrap();
-        db.close().unwrap();
-        let mut db = Db::open(&path, DbOpen::Truncate { mode: 0o600 }, DbType::Hash).unwrap();
+        build(&path, DbType::Hash, &[(b"old", b"1")]);
+        let mut db = create(&path, DbType::Hash);
         db.put(b"new", b"2").unwrap();
         assert_eq!(all(&mut db), [(b"new".to_vec(), b"2".to_vec())]);
     }
@@ -459,13 +443,11 @@ mod tests {
         // database truncate it, and fsyncs the mkstemp descriptor: that
         // is only right if the library writes into the same file.
         use std::os::unix::fs::MetadataExt;
-        let dir = Scratch::new();
+        let dir = TempDir::new("db");
         let path = dir.path("inode.db");
         let f = std::fs::File::create(&path).unwrap();
         let ino = f.metadata().unwrap().ino();
-        let mut db = Db::open(&path, DbOpen::Truncate { mode: 0o600 }, DbType::Hash).unwrap();
-        db.put(b"k\0", b"v\0").unwrap();
-        db.close().unwrap();
+        build(&path, DbType::Hash, &[(b"k\0", b"v\0")]);
         assert_eq!(f.metadata().unwrap().ino(), ino);
         assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
         assert!(f.metadata().unwrap().len() > 0);
@@ -473,7 +455,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_enoent_and_garbage_is_not_a_database() {
-        let dir = Scratch::new();
+        let dir = TempDir::new("db");
         let path = dir.path("missing.db");
         let e = Db::open(&path, DbOpen::ReadOnly, DbType::Hash)
             .err()
@@ -485,53 +467,34 @@ mod tests {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         std::fs::write(&garbage, bytes).unwrap();
-        let e = Db::open(&garbage, DbOpen::ReadOnly, DbType::Hash)
-            .err()
-            .unwrap();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        assert!(
-            e.to_string().starts_with("not a db(3) hash database"),
-            "{e}"
-        );
+        assert_not_a_hash(&garbage);
         std::fs::write(&garbage, b"").unwrap();
-        let e = Db::open(&garbage, DbOpen::ReadOnly, DbType::Hash)
-            .err()
-            .unwrap();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_not_a_hash(&garbage);
     }
 
     #[test]
     fn a_btree_is_not_opened_as_a_hash() {
-        let dir = Scratch::new();
+        let dir = TempDir::new("db");
         let path = dir.path("btree.db");
-        let mut db = Db::open(&path, DbOpen::Truncate { mode: 0o600 }, DbType::Btree).unwrap();
-        db.put(b"k\0", b"v\0").unwrap();
-        db.close().unwrap();
-        let e = Db::open(&path, DbOpen::ReadOnly, DbType::Hash)
-            .err()
-            .unwrap();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        assert!(
-            e.to_string().starts_with("not a db(3) hash database"),
-            "{e}"
-        );
+        build(&path, DbType::Btree, &[(b"k\0", b"v\0")]);
+        assert_not_a_hash(&path);
     }
 
     #[test]
     fn the_database_descriptor_is_close_on_exec() {
         use std::os::fd::AsRawFd;
-        let dir = Scratch::new();
+        let cloexec = |db: &Db| {
+            let fd = db.fd().unwrap().as_raw_fd();
+            // SAFETY: fd is open for as long as db is.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            flags & libc::FD_CLOEXEC != 0
+        };
+        let dir = TempDir::new("db");
         let path = dir.path("cloexec.db");
-        let db = Db::open(&path, DbOpen::Truncate { mode: 0o600 }, DbType::Hash).unwrap();
-        let fd = db.fd().unwrap().as_raw_fd();
-        // SAFETY: fd is open for as long as db is.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        assert!(flags & libc::FD_CLOEXEC != 0, "flags {flags:#x}");
+        let db = create(&path, DbType::Hash);
+        assert!(cloexec(&db));
         drop(db);
         let db = Db::open(&path, DbOpen::ReadOnly, DbType::Hash).unwrap();
-        let fd = db.fd().unwrap().as_raw_fd();
-        // SAFETY: as above.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        assert!(flags & libc::FD_CLOEXEC != 0, "flags {flags:#x}");
+        assert!(cloexec(&db));
     }
 }

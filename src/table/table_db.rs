@@ -137,26 +137,19 @@ fn table_db_cstr(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::testing::TempDir;
     use crate::table::table::{
         table_create, table_fetch, table_lookup, table_match, table_test_config, Lookup,
     };
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use TableService as K;
 
     /// A database at a scratch path holding `entries` as makemap writes
     /// them (NUL-terminated), removed when dropped.
-    struct Map(std::path::PathBuf);
+    struct Map(TempDir);
 
     impl Map {
         fn new(entries: &[(&str, &str)]) -> Map {
-            static SEQ: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "smtpd-table-db-{}-{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            let map = Map(dir);
+            let map = Map(TempDir::new("table-db"));
             map.write(entries);
             map
         }
@@ -172,7 +165,7 @@ mod tests {
         }
 
         fn path(&self) -> String {
-            self.0.join("map.db").to_str().unwrap().to_string()
+            self.0.path("map.db")
         }
 
         fn conf(&self, extra: &str) -> Smtpd {
@@ -183,12 +176,6 @@ mod tests {
                 ),
                 &[],
             )
-        }
-    }
-
-    impl Drop for Map {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
