@@ -13,7 +13,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
-	echo "deps: not a Debian system: install by hand libtls (LibreSSL), libclang, pkg-config, mandoc, bmake, the PAM headers" >&2
+	echo "deps: not a Debian system: install by hand libtls (LibreSSL), libclang, pkg-config, mandoc, bmake, the PAM headers, Berkeley DB 5.3" >&2
 	exit 0
 fi
 
@@ -30,7 +30,10 @@ fi
 # dovecot-core, dovecot-lmtpd: the LMTP server tests/mail_lmtp.rs runs
 # mail.lmtp against; the tests start their own, so the system's is kept
 # from starting as nsd's is.
-packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks dovecot-core dovecot-lmtpd"
+# libdb5.3-dev: Berkeley DB 5.3, whose dbopen(3) compatibility entry point
+# (__db185_open in libdb-5.3.so, see <db_185.h>) makemap and the db table
+# backend use, as Debian's OpenSMTPD does (src/sys/db.rs).
+packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks dovecot-core dovecot-lmtpd libdb5.3-dev"
 
 missing=""
 for p in $packages; do

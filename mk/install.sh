@@ -21,9 +21,25 @@ sbin=$destdir$sbindir
 helpers="lmtp local maildir mboxfile mda"
 man=$destdir$mandir
 
+# smtpctl is also makemap and newaliases, by name: symbolic links, as
+# Debian installs OpenSMTPD's (a hard link would keep the old binary when
+# install replaces smtpctl).
+links="makemap newaliases"
+# The manual pages besides the helpers'.
+man5="smtpd.conf.5 aliases.5 table.5"
+man8="smtpd.8 smtpctl.8 makemap.8 newaliases.8"
+
 if [ "$mode" = uninstall ]; then
 	rm -f "$sbin/smtpd" "$sbin/smtpctl"
-	rm -f "$man/man5/smtpd.conf.5" "$man/man8/smtpd.8" "$man/man8/smtpctl.8"
+	for l in $links; do
+		rm -f "$sbin/$l"
+	done
+	for p in $man5; do
+		rm -f "$man/man5/$p"
+	done
+	for p in $man8; do
+		rm -f "$man/man8/$p"
+	done
 	for h in $helpers; do
 		rm -f "$destdir$libexecdir/mail.$h" "$man/man8/mail.$h.8"
 	done
@@ -34,9 +50,15 @@ fi
 install -d -m 755 "$sbin" "$destdir$libexecdir" "$man/man5" "$man/man8"
 install -m 555 "$target/smtpd" "$sbin/smtpd"
 install -m 555 "$target/smtpctl" "$sbin/smtpctl"
-install -m 444 smtpd.conf.5 "$man/man5/smtpd.conf.5"
-install -m 444 smtpd.8 "$man/man8/smtpd.8"
-install -m 444 smtpctl.8 "$man/man8/smtpctl.8"
+for l in $links; do
+	ln -sf smtpctl "$sbin/$l"
+done
+for p in $man5; do
+	install -m 444 "$p" "$man/man5/$p"
+done
+for p in $man8; do
+	install -m 444 "$p" "$man/man8/$p"
+done
 # cargo builds mail-NAME (no '.' in a crate name); smtpd runs mail.NAME.
 for h in $helpers; do
 	install -m 555 "$target/mail-$h" "$destdir$libexecdir/mail.$h"

@@ -2,5 +2,12 @@
 //! makemap by name).
 
 fn main() {
-    std::process::exit(smtpd::smtpctl::smtpctl::main(std::env::args().collect()));
+    let args: Vec<String> = std::env::args().collect();
+    let argv0 = args.first().map_or("smtpctl", String::as_str);
+    // smtpctl.c's sendmail_compat(): the name decides the program.
+    let status = match argv0.rsplit('/').next() {
+        Some("makemap" | "newaliases") => smtpd::smtpctl::makemap::makemap_main(args),
+        _ => smtpd::smtpctl::smtpctl::main(args),
+    };
+    std::process::exit(status);
 }

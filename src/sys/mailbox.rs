@@ -1,6 +1,7 @@
 //! What the delivery helpers (mail.maildir, mail.mboxfile) need from the
-//! system beyond std: an exclusive lock on a mailbox. (The fsync of a
-//! directory is sys::fsync::fsync_dir.)
+//! system beyond std: an exclusive lock on a mailbox; and the shared lock
+//! makemap takes on the file it reads. (The fsync of a directory is
+//! sys::fsync::fsync_dir.)
 
 use std::fs::File;
 use std::io;
@@ -19,6 +20,24 @@ pub fn flock_exclusive(f: &File) -> io::Result<()> {
         // SAFETY: the descriptor is open for as long as `f` is borrowed;
         // flock takes integers only and touches no memory of ours.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Takes a shared `flock(2)` lock on `fd` without waiting: an error of
+/// kind `WouldBlock` when someone holds an exclusive one (a writer of the
+/// file that locks it). Retried when a signal interrupts the call.
+pub fn flock_shared_nonblock(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        // SAFETY: the descriptor is open for as long as `fd` is borrowed;
+        // flock takes integers only and touches no memory of ours.
+        let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
         if r == 0 {
             return Ok(());
         }
@@ -50,6 +69,23 @@ mod tests {
         );
         drop(a);
         flock_exclusive(&b).unwrap();
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_shared_lock_is_refused_at_once_while_an_exclusive_one_is_held() {
+        use std::os::fd::AsFd;
+        let path = std::env::temp_dir().join(format!("smtpd-flock-sh-{}", std::process::id()));
+        let a = File::create(&path).unwrap();
+        flock_exclusive(&a).unwrap();
+        let b = File::open(&path).unwrap();
+        let e = flock_shared_nonblock(b.as_fd()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(a);
+        flock_shared_nonblock(b.as_fd()).unwrap();
+        // Shared locks do not exclude each other.
+        let c = File::open(&path).unwrap();
+        flock_shared_nonblock(c.as_fd()).unwrap();
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -266,6 +266,13 @@ pub fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
     check(unsafe { libc::setresuid(uid, uid, uid) }).map(|_| ())
 }
 
+/// setresgid(2) to `gid` for the real, effective and saved group ids:
+/// how a set-group-id program (smtpctl as makemap) gives up its group.
+pub fn setresgid(gid: u32) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::setresgid(gid, gid, gid) }).map(|_| ())
+}
+
 /// A password database entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Passwd {

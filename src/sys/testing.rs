@@ -1,6 +1,7 @@
 //! Support for the tests: what a test needs from the system that the
-//! daemon itself does not (running a forking test alone; on Linux,
-//! preparing a spawned daemon and listing unix sockets with their peers).
+//! daemon itself does not (running a forking test alone; a scratch
+//! directory; on Linux, preparing a spawned daemon and listing unix
+//! sockets with their peers).
 //! Kept here because `unsafe` lives in src/sys only; smtpd never calls it.
 
 #[cfg(target_os = "linux")]
@@ -211,4 +212,38 @@ pub fn run_alone(module_path: &str, test: &str) -> bool {
         out.status
     );
     false
+}
+
+/// A scratch directory under the system's temporary directory, unique to
+/// the process and the call, removed with its contents when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// A new empty directory whose name starts with `smtpd-TAG-`.
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "smtpd-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        // A leftover of an earlier run that had the same pid.
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("{}: {e}", dir.display());
+        }
+        TempDir(dir)
+    }
+
+    /// The path of `name` in the directory, as a string.
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

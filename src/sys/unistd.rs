@@ -22,6 +22,12 @@ pub fn getuid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// The real group id (`getgid(2)`), which cannot fail.
+pub fn getgid() -> u32 {
+    // SAFETY: getgid takes no arguments and always succeeds.
+    unsafe { libc::getgid() }
+}
+
 // POSIX, in OpenBSD's libc and glibc alike; the libc crate binds only
 // getlogin(3), whose static buffer another thread could overwrite.
 extern "C" {

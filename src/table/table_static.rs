@@ -125,8 +125,8 @@ fn table_static_add(t: &mut Table, key: &str, val: Option<&str>) -> bool {
 
 /// keycmp[]: how a key matches the table's keys, for the services that
 /// do not compare them as plain strings (the last argument is the
-/// sub-address delimiter).
-type KeyCmp = fn(&str, &str, char) -> bool;
+/// sub-address delimiter). The db backend has the same table in C.
+pub(super) type KeyCmp = fn(&str, &str, char) -> bool;
 static KEYCMP: [(TableService, KeyCmp); 4] = [
     (TableService::K_DOMAIN, |s1, s2, _| {
         table_domain_match(s1, s2)
@@ -137,6 +137,11 @@ static KEYCMP: [(TableService, KeyCmp); 4] = [
     (TableService::K_MAILADDR, table_mailaddr_match),
     (TableService::K_REGEX, |s1, s2, _| table_regex_match(s1, s2)),
 ];
+
+/// The keycmp[] entry of `service`, if it has one.
+pub(super) fn table_static_keycmp(service: TableService) -> Option<KeyCmp> {
+    KEYCMP.iter().find(|(s, _)| *s == service).map(|(_, f)| *f)
+}
 
 /// table_static_lookup(): the first key, in key order, that `key` matches
 /// for `service`. A list entry has no value: asking for one is an error
@@ -152,8 +157,8 @@ fn table_static_lookup(
         return Ok(None);
     };
     let delim = conf.sc_subaddressing_delim;
-    let found = match KEYCMP.iter().find(|(s, _)| *s == service) {
-        Some((_, matches)) => priv_.dict.iter().find(|(k, _)| matches(key, k, delim)),
+    let found = match table_static_keycmp(service) {
+        Some(matches) => priv_.dict.iter().find(|(k, _)| matches(key, k, delim)),
         None => priv_.dict.get_key_value(key),
     };
     match found {

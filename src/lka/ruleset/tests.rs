@@ -342,22 +342,29 @@ fn the_first_matching_rule_wins_and_reject_rules_are_returned() {
 
 #[test]
 fn a_lookup_error_tempfails_when_the_rule_gets_to_it() {
-    let files = [("d.db", "")];
-    let c = conf_with(
-        "table d db:$DIR/d.db\n\
-         match from socket for domain <d> action a\n\
+    use crate::sys::db::{Db, DbOpen, DbType};
+    // A database there when the configuration is loaded and gone when
+    // the rules look into it: every lookup fails.
+    let conf_gone = |rules: &str| {
+        let dir = crate::sys::testing::TempDir::new("ruleset-db");
+        let path = dir.path("d.db");
+        Db::open(&path, DbOpen::Truncate { mode: 0o600 }, DbType::Hash)
+            .unwrap()
+            .close()
+            .unwrap();
+        conf(&format!("table d db:{path}\n{rules}"))
+    };
+    let c = conf_gone(
+        "match from socket for domain <d> action a\n\
          match from any for domain <d> action a\n\
          match from any for any action b\n",
-        &files,
     );
     // Rule 1 fails on `from` before its table is asked.
     assert_eq!(action(&c, &from("local")), "tempfail");
     assert_eq!(action(&c, &evp()), "tempfail");
-    let c = conf_with(
-        "table d db:$DIR/d.db\n\
-         match from any for any action b\n\
+    let c = conf_gone(
+        "match from any for any action b\n\
          match from any for domain <d> action a\n",
-        &files,
     );
     assert_eq!(action(&c, &evp()), "b");
 }

@@ -219,9 +219,9 @@ fn keys_too_long_and_backends_without_lookups_are_errors() {
     assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
     assert!(!matches(&c, "l", K::K_DOMAIN, &"a".repeat(1023)).unwrap());
 
-    // The db backend reads nothing yet: ENOTSUP, as C for a backend
+    // The proc backend has no lookup yet: ENOTSUP, as C for a backend
     // without a lookup hook.
-    let t = table_create("db", "d", Some("/nonexistent.db")).unwrap();
+    let t = table_create("proc", "d", Some("/nonexistent")).unwrap();
     let e = table_match(&c, &t, K::K_DOMAIN, "example.org").unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOTSUP));
     let mut st = TableState::default();
