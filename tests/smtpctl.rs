@@ -618,3 +618,43 @@ fn show_stats_and_monitor_count_real_traffic() {
     assert_eq!(sum(1), 2, "connections: {text}");
     assert_eq!(sum(4), 2, "envelopes enqueued: {text}");
 }
+
+#[test]
+fn a_client_passing_descriptors_is_dropped_and_the_daemon_serves_on() {
+    if skip_unless_root("a_client_passing_descriptors_is_dropped_and_the_daemon_serves_on") {
+        return;
+    }
+    let dir = TestDir::new("ctl-fdpass");
+    let d = start(&dir, &[]);
+    // A request with a descriptor attached (SCM_RIGHTS), by a real client.
+    let py = format!(
+        "import socket, struct, sys, os\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.connect(sys.argv[1])\n\
+         fd = os.open('/dev/null', os.O_RDONLY)\n\
+         msg = struct.pack('=IIII', {IMSG_CTL_PAUSE_MDA}, 16, {IMSG_VERSION}, 0)\n\
+         s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack('i', fd))])\n\
+         s.settimeout(5)\n\
+         try:\n\
+         \x20   print(len(s.recv(16)))\n\
+         except OSError as e:\n\
+         \x20   print('error', e)\n"
+    );
+    let o = Command::new("python3")
+        .args(["-c", &py])
+        .arg(dir.socket())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    // Dropped (an end of file), or answered without effect; never obeyed.
+    let got = out(&o);
+    assert!(got == "0\n" || got == "16\n", "{got}");
+    let o = smtpctl(&dir, &["show", "status"], None);
+    assert_eq!(
+        out(&o),
+        "MDA running\nMTA paused\nSMTP running\n",
+        "{}",
+        err(&o)
+    );
+    assert!(!d.stderr().contains("fatal"), "{}", d.stderr());
+}

@@ -173,6 +173,10 @@ pub enum ImsgError {
     /// The kernel had a descriptor for us that it could not deliver
     /// (`MSG_CTRUNC`); it is lost, and a message may be missing it.
     FdTruncated,
+    /// A descriptor came on a channel that takes none (a control
+    /// client's): the kernel closed it, and the peer is not to be trusted
+    /// further. C's imsgbuf, which closes it too, reads on.
+    FdRefused,
     /// A system call failed.
     Io(io::Error),
 }
@@ -197,6 +201,7 @@ impl fmt::Display for ImsgError {
             ),
             ImsgError::BadMaxsize(v) => write!(f, "invalid imsg maximum size {v}"),
             ImsgError::FdTruncated => f.write_str("passed file descriptor lost (MSG_CTRUNC)"),
+            ImsgError::FdRefused => f.write_str("file descriptor passed where none is allowed"),
             ImsgError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -222,6 +227,7 @@ impl From<io::Error> for ImsgError {
 enum Fault {
     BadLength { type_: u32, len: u32, max: usize },
     FdTruncated,
+    FdRefused,
 }
 
 impl From<Fault> for ImsgError {
@@ -229,6 +235,7 @@ impl From<Fault> for ImsgError {
         match f {
             Fault::BadLength { type_, len, max } => ImsgError::BadLength { type_, len, max },
             Fault::FdTruncated => ImsgError::FdTruncated,
+            Fault::FdRefused => ImsgError::FdRefused,
         }
     }
 }
@@ -789,6 +796,10 @@ fn msgbuf_read(imsgbuf: &mut Imsgbuf) -> Result<ReadResult, ImsgError> {
         imsgbuf.fault = Some(Fault::FdTruncated);
         return Err(ImsgError::FdTruncated);
     }
+    if r.ctrunc {
+        imsgbuf.fault = Some(Fault::FdRefused);
+        return Err(ImsgError::FdRefused);
+    }
     if r.len == 0 {
         return Ok(match imsgbuf_pending(imsgbuf) {
             0 => ReadResult::Closed,
@@ -1283,27 +1294,41 @@ mod tests {
 
     #[test]
     fn fd_is_not_passed_unless_both_sides_allow_it() {
-        for (send_allows, recv_allows) in [(false, true), (true, false)] {
-            let (a, b) = socket::socketpair().unwrap();
-            let mut a = imsgbuf_init(a).unwrap();
-            let mut b = imsgbuf_init(b).unwrap();
-            if send_allows {
-                imsgbuf_allow_fdpass(&mut a);
-            }
-            if recv_allows {
-                imsgbuf_allow_fdpass(&mut b);
-            }
-            let (mut r, w) = pipe();
-            imsg_compose(&mut a, 1, 0, 0, Some(w), b"x").unwrap();
-            imsgbuf_flush(&mut a).unwrap();
-            let m = recv(&mut b);
-            assert_eq!(m.data, b"x");
-            assert!(m.fd.is_none());
-            // No copy of the write end is left open anywhere.
-            let mut got = String::new();
-            r.read_to_string(&mut got).unwrap();
-            assert_eq!(got, "");
-        }
+        // The sender does not: the message comes without it. (A receiver
+        // that takes none refuses the peer: see the test below.)
+        let (a, b) = socket::socketpair().unwrap();
+        let mut a = imsgbuf_init(a).unwrap();
+        let mut b = imsgbuf_init(b).unwrap();
+        imsgbuf_allow_fdpass(&mut b);
+        let (mut r, w) = pipe();
+        imsg_compose(&mut a, 1, 0, 0, Some(w), b"x").unwrap();
+        imsgbuf_flush(&mut a).unwrap();
+        let m = recv(&mut b);
+        assert_eq!(m.data, b"x");
+        assert!(m.fd.is_none());
+        // No copy of the write end is left open anywhere.
+        let mut got = String::new();
+        r.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "");
+    }
+
+    #[test]
+    fn fd_sent_to_a_side_that_takes_none_is_refused() {
+        let (a, b) = socket::socketpair().unwrap();
+        let mut a = imsgbuf_init(a).unwrap();
+        let mut b = imsgbuf_init(b).unwrap();
+        imsgbuf_allow_fdpass(&mut a);
+        let (mut r, w) = pipe();
+        imsg_compose(&mut a, 1, 0, 0, Some(w), b"x").unwrap();
+        imsgbuf_flush(&mut a).unwrap();
+        assert!(matches!(imsgbuf_read(&mut b), Err(ImsgError::FdRefused)));
+        // The message is not taken, and the fault stays.
+        assert!(!matches!(imsg_get(&mut b), Ok(Some(_))));
+        assert!(matches!(imsgbuf_read(&mut b), Err(ImsgError::FdRefused)));
+        // The kernel closed the descriptor: no copy of the write end left.
+        let mut got = String::new();
+        r.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "");
     }
 
     #[test]
