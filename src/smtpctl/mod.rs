@@ -1,5 +1,6 @@
 //! smtpctl and the sendmail family (smtpctl.c, parser.c, enqueue.c,
 //! makemap.c).
 
+pub mod enqueue;
 #[allow(clippy::module_inception)]
 pub mod smtpctl;
