@@ -20,10 +20,16 @@ sbin=$destdir$sbindir
 # The delivery helpers, installed in libexecdir.
 helpers="lmtp local maildir mboxfile mda"
 man=$destdir$mandir
+# smtpctl's other names, as OpenSMTPD installs them: run as one of these,
+# it is the mail submission program (sendmail.8).
+aliases="sendmail send-mail mailq"
 
 if [ "$mode" = uninstall ]; then
 	rm -f "$sbin/smtpd" "$sbin/smtpctl"
-	rm -f "$man/man5/smtpd.conf.5" "$man/man8/smtpd.8"
+	for a in $aliases; do
+		rm -f "$sbin/$a"
+	done
+	rm -f "$man/man5/smtpd.conf.5" "$man/man8/smtpd.8" "$man/man8/sendmail.8"
 	for h in $helpers; do
 		rm -f "$destdir$libexecdir/mail.$h" "$man/man8/mail.$h.8"
 	done
@@ -34,8 +40,12 @@ fi
 install -d -m 755 "$sbin" "$destdir$libexecdir" "$man/man5" "$man/man8"
 install -m 555 "$target/smtpd" "$sbin/smtpd"
 install -m 555 "$target/smtpctl" "$sbin/smtpctl"
+for a in $aliases; do
+	ln -sf smtpctl "$sbin/$a"
+done
 install -m 444 smtpd.conf.5 "$man/man5/smtpd.conf.5"
 install -m 444 smtpd.8 "$man/man8/smtpd.8"
+install -m 444 sendmail.8 "$man/man8/sendmail.8"
 # cargo builds mail-NAME (no '.' in a crate name); smtpd runs mail.NAME.
 for h in $helpers; do
 	install -m 555 "$target/mail-$h" "$destdir$libexecdir/mail.$h"
@@ -43,11 +53,25 @@ for h in $helpers; do
 done
 
 [ -z "$destdir" ] || exit 0
+
+# smtpctl runs set-group-ID to the queue user's group, as OpenSMTPD's:
+# only that group may write in the spool's offline directory, where
+# sendmail leaves mail while the daemon is down; sendmail gives the
+# group up once its file is made.
+setgid_smtpctl() {
+	chgrp "$quser" "$sbin/smtpctl"
+	chmod 2555 "$sbin/smtpctl"
+}
+
 case "$(uname -s)" in
-OpenBSD) exit 0 ;;
+OpenBSD)
+	setgid_smtpctl
+	exit 0
+	;;
 esac
 
 sh "$(dirname "$0")/users.sh" "$user" "$quser" "$chrootdir"
+setgid_smtpctl
 # mail.local runs as the recipient and locks the mailbox with a
 # USER.lock file in /var/mail, which Debian keeps writable by the group
 # mail only: like Debian's own mail.local, it runs set-group-ID to the
