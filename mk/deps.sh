@@ -27,10 +27,12 @@ fi
 # nsd: the DNS server the resolver tests run on loopback (tests/common/dns.rs);
 # the tests start their own, so the system's is kept from starting (below).
 # python3, swaks: regress/smtp (its runner, and a real client to talk to smtpd).
+# bsd-mailx: Debian's mail(1), a real mail reader that tests/sendmail.rs
+# sends through our sendmail (its sendmail variable).
 # dovecot-core, dovecot-lmtpd: the LMTP server tests/mail_lmtp.rs runs
 # mail.lmtp against; the tests start their own, so the system's is kept
 # from starting as nsd's is.
-packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks dovecot-core dovecot-lmtpd"
+packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks dovecot-core dovecot-lmtpd bsd-mailx"
 
 missing=""
 for p in $packages; do
