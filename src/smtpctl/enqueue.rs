@@ -102,6 +102,10 @@ struct Msg {
     dsn_ret: Option<String>,
     dsn_envid: Option<String>,
     need_linesplit: bool,
+    /// A CR that does not end its line: smtpd refuses it on the wire
+    /// (OpenSMTPD's takes it), so the body goes quoted-printable, as for
+    /// long lines.
+    saw_bare_cr: bool,
     saw_date: bool,
     saw_msgid: bool,
     saw_from: bool,
@@ -135,6 +139,13 @@ struct Enqueue {
     timestamp: i64,
     msg: Msg,
     pstate: Pstate,
+}
+
+impl Msg {
+    /// Whether the body must be sent quoted-printable.
+    fn need_qp(&self) -> bool {
+        self.need_linesplit || self.saw_bare_cr
+    }
 }
 
 impl Enqueue {
@@ -524,7 +535,7 @@ fn enqueue_message(
     if !msg.saw_date {
         w(out, &[b"Date: ", time_to_text(e.timestamp).as_bytes()])?;
     }
-    if msg.need_linesplit {
+    if msg.need_qp() {
         // Long lines are always sent quoted-printable.
         if !msg.saw_mime_version {
             w(out, &[b"MIME-Version: 1.0"])?;
@@ -570,7 +581,7 @@ fn enqueue_message(
         }
         // C sends a message without header as it is even when it has just
         // labelled it quoted-printable; its body is encoded here.
-        if msg.saw_content_transfer_encoding || inheaders || !msg.need_linesplit {
+        if msg.saw_content_transfer_encoding || inheaders || !msg.need_qp() {
             w(out, &[line])?;
             if inheaders && line.is_empty() {
                 inheaders = false;
@@ -753,6 +764,10 @@ fn parse_message(
         // Not exact while in the header, as in C.
         if len + usize::from(buf[len - 1] != b'\n') >= LINESPLIT {
             e.msg.need_linesplit = true;
+        }
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if text.contains(&b'\r') {
+            e.msg.saw_bare_cr = true;
         }
 
         if !header_done && cur == H::None {

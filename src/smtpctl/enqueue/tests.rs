@@ -309,3 +309,25 @@ fn crlf_input_is_read_as_lines() {
     assert_eq!(s(&out), "To: a@example.org\n\nline\nlast\n");
     assert_eq!(rcpts(&e), ["a@example.org"]);
 }
+
+#[test]
+fn a_carriage_return_inside_a_line_makes_the_body_quoted_printable() {
+    // Progress meters in cron output: smtpd refuses a bare CR on the
+    // wire, so it travels as =0D.
+    let mut e = enq();
+    let out = render(
+        &mut e,
+        b"Subject: cron\n\n10%\r50%\r100%\nend\r\r\n",
+        false,
+        &Form::SMTP,
+    );
+    assert!(
+        out.contains("Content-Transfer-Encoding: quoted-printable\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("\r\n\r\n10%=0D50%=0D100%\r\nend=0D\r\n"),
+        "{out}"
+    );
+    assert!(!out.replace("\r\n", "").contains('\r'), "{out}");
+}
