@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::dovecot::Dovecot;
 use common::smtp::{code, start_with_env, Client};
 use common::{
-    deliveries, field, poll_until, skip_unless_root, user, wait_deliveries, Daemon, TestDir,
+    deliveries, field, poll_until, skip_unless_test_users, user, wait_deliveries, Daemon, TestDir,
 };
 
 /// The helpers smtpd runs, by the name it runs them under.
@@ -143,14 +143,8 @@ fn start(dir: &TestDir, conf: &str, extra: &[&str]) -> Daemon {
 /// Whether the test can run (root, and the test users exist), and if so
 /// its turn with the users' homes.
 fn can_run(test: &str) -> Option<RwLockReadGuard<'static, ()>> {
-    if skip_unless_root(test) {
+    if skip_unless_test_users(test) {
         return None;
-    }
-    for u in ["smtpdtest1", "smtpdtest2"] {
-        assert!(
-            smtpd::sys::process::getpwnam(u).ok().flatten().is_some(),
-            "user {u} is missing: run mk/testusers.sh (make test does) as root"
-        );
     }
     Some(HOME.read().unwrap_or_else(|e| e.into_inner()))
 }

@@ -51,6 +51,21 @@ pub fn skip_unless_root(test: &str) -> bool {
     true
 }
 
+/// True (after a note) when a test that delivers to the test users
+/// cannot run: it needs root; the users (mk/testusers.sh) must exist.
+pub fn skip_unless_test_users(test: &str) -> bool {
+    if skip_unless_root(test) {
+        return true;
+    }
+    for u in ["smtpdtest1", "smtpdtest2"] {
+        assert!(
+            smtpd::sys::process::getpwnam(u).ok().flatten().is_some(),
+            "user {u} is missing: run mk/testusers.sh (make test does) as root"
+        );
+    }
+    false
+}
+
 /// Polls `cond` every POLL until it holds or `timeout` passes; whether it
 /// held.
 pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
