@@ -26,7 +26,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{group, poll_until, skip_unless_root, smtpd_bin, user, Daemon, TestDir};
+use common::{
+    deliveries, field, group, poll_until, skip_unless_test_users, smtpd_bin, user, wait_deliveries,
+    Daemon, TestDir,
+};
 use smtpd::pathnames::{PATH_SMTPCTL, PATH_SPOOL, SMTPD_QUEUE_USER, SMTPD_SOCKET};
 
 const SMTPCTL: &str = env!("CARGO_BIN_EXE_smtpctl");
@@ -39,20 +42,6 @@ const CONF: &str = "listen on 127.0.0.1 port @PORT@\n\
 
 const EX_SOFTWARE: i32 = 70;
 const EX_TEMPFAIL: i32 = 75;
-
-/// Whether the test can run: root, and the test users exist.
-fn can_run(test: &str) -> bool {
-    if skip_unless_root(test) {
-        return false;
-    }
-    for u in ["smtpdtest1", "smtpdtest2"] {
-        assert!(
-            smtpd::sys::process::getpwnam(u).ok().flatten().is_some(),
-            "user {u} is missing: run mk/testusers.sh (make test does) as root"
-        );
-    }
-    true
-}
 
 /// Whether the compiled-in paths the namespace runs mount over exist.
 fn can_mount(test: &str) -> bool {
@@ -322,36 +311,11 @@ fn mailbox(dir: &TestDir, u: &str) -> Vec<Mail> {
     mails
 }
 
-/// The `mda delivery` log lines so far.
-fn deliveries(d: &Daemon) -> Vec<String> {
-    d.stderr()
-        .lines()
-        .filter(|l| l.contains(" mda delivery "))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Waits for `n` delivery lines; returns them sorted.
-fn wait_deliveries(d: &Daemon, n: usize) -> Vec<String> {
-    let ok = poll_until(Duration::from_secs(20), || deliveries(d).len() >= n);
-    let mut lines = deliveries(d);
-    assert!(
-        ok,
-        "expected {n} deliveries, got {lines:?}\nlog:\n{}",
-        d.stderr()
-    );
+fn wait_sorted(d: &Daemon, n: usize) -> Vec<String> {
+    let mut lines = wait_deliveries(d, n, Duration::from_secs(20));
     lines.sort();
     lines
-}
-
-/// The value of `key=` in a log line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let start = line
-        .find(&format!(" {key}="))
-        .unwrap_or_else(|| panic!("no {key}= in {line}"))
-        + key.len()
-        + 2;
-    line[start..].split(' ').next().unwrap_or("")
 }
 
 /// The full name sendmail puts in From: for `u` (its gecos up to a comma).
@@ -362,7 +326,9 @@ fn fullname(u: &str) -> String {
 
 #[test]
 fn a_script_piping_into_sendmail_t_reaches_to_cc_and_bcc_without_the_bcc_field() {
-    if !can_run("a_script_piping_into_sendmail_t_reaches_to_cc_and_bcc_without_the_bcc_field") {
+    if skip_unless_test_users(
+        "a_script_piping_into_sendmail_t_reaches_to_cc_and_bcc_without_the_bcc_field",
+    ) {
         return;
     }
     let dir = site("sm-t");
@@ -380,7 +346,7 @@ fn a_script_piping_into_sendmail_t_reaches_to_cc_and_bcc_without_the_bcc_field()
     let o = run(cmd, b"");
     assert_status(&o, 0);
 
-    let lines = wait_deliveries(&d, 4);
+    let lines = wait_sorted(&d, 4);
     let mut to: Vec<String> = lines.iter().map(|l| field(l, "to").to_string()).collect();
     let mut want: Vec<String> = [
         "smtpdtest1",
@@ -416,7 +382,7 @@ fn a_script_piping_into_sendmail_t_reaches_to_cc_and_bcc_without_the_bcc_field()
 
 #[test]
 fn bsd_mailx_sends_through_sendmail() {
-    if !can_run("bsd_mailx_sends_through_sendmail") {
+    if skip_unless_test_users("bsd_mailx_sends_through_sendmail") {
         return;
     }
     let mailx = Path::new("/usr/bin/bsd-mailx");
@@ -452,7 +418,7 @@ fn bsd_mailx_sends_through_sendmail() {
     let o = run(cmd, b"written with mail(1)\n.\nstill there\n");
     assert_status(&o, 0);
 
-    let lines = wait_deliveries(&d, 1);
+    let lines = wait_sorted(&d, 1);
     assert_eq!(field(&lines[0], "from"), format!("<smtpdtest2@{h}>"));
     assert_eq!(field(&lines[0], "to"), format!("<smtpdtest1@{h}>"));
     let got = mailbox(&dir, "smtpdtest1");
@@ -470,7 +436,7 @@ fn bsd_mailx_sends_through_sendmail() {
 
 #[test]
 fn a_cron_style_call_by_a_user_sends_as_that_user() {
-    if !can_run("a_cron_style_call_by_a_user_sends_as_that_user") {
+    if skip_unless_test_users("a_cron_style_call_by_a_user_sends_as_that_user") {
         return;
     }
     let dir = site("sm-cron");
@@ -494,7 +460,7 @@ fn a_cron_style_call_by_a_user_sends_as_that_user() {
     );
     assert_status(&o, 0);
 
-    let lines = wait_deliveries(&d, 2);
+    let lines = wait_sorted(&d, 2);
     for l in &lines {
         assert_eq!(field(l, "from"), format!("<smtpdtest2@{h}>"), "{l}");
         assert_eq!(field(l, "to"), format!("<smtpdtest1@{h}>"), "{l}");
@@ -516,7 +482,9 @@ fn a_cron_style_call_by_a_user_sends_as_that_user() {
 
 #[test]
 fn missing_date_message_id_and_from_are_added_present_ones_kept_and_dots_survive() {
-    if !can_run("missing_date_message_id_and_from_are_added_present_ones_kept_and_dots_survive") {
+    if skip_unless_test_users(
+        "missing_date_message_id_and_from_are_added_present_ones_kept_and_dots_survive",
+    ) {
         return;
     }
     let dir = site("sm-head");
@@ -544,7 +512,7 @@ fn missing_date_message_id_and_from_are_added_present_ones_kept_and_dots_survive
     );
     assert_status(&o, 0);
 
-    let lines = wait_deliveries(&d, 2);
+    let lines = wait_sorted(&d, 2);
     // Without -f, the From field is the envelope sender (OpenSMTPD's
     // choice, not Sendmail's).
     let mut from: Vec<String> = lines.iter().map(|l| field(l, "from").to_string()).collect();
@@ -575,7 +543,9 @@ fn missing_date_message_id_and_from_are_added_present_ones_kept_and_dots_survive
 
 #[test]
 fn lines_smtp_cannot_carry_as_they_are_go_quoted_printable_and_decode_back() {
-    if !can_run("lines_smtp_cannot_carry_as_they_are_go_quoted_printable_and_decode_back") {
+    if skip_unless_test_users(
+        "lines_smtp_cannot_carry_as_they_are_go_quoted_printable_and_decode_back",
+    ) {
         return;
     }
     let dir = site("sm-qp");
@@ -593,7 +563,7 @@ fn lines_smtp_cannot_carry_as_they_are_go_quoted_printable_and_decode_back() {
         let o = sendmail(&dir, "sendmail", &["smtpdtest1"], &input, None);
         assert_status(&o, 0);
     }
-    wait_deliveries(&d, 2);
+    wait_sorted(&d, 2);
 
     let new = dir.path.join("boxes/smtpdtest1/new");
     let mut decoded = Vec::new();
@@ -646,7 +616,7 @@ fn lines_smtp_cannot_carry_as_they_are_go_quoted_printable_and_decode_back() {
 
 #[test]
 fn usage_errors_and_their_exit_codes() {
-    if !can_run("usage_errors_and_their_exit_codes") {
+    if skip_unless_test_users("usage_errors_and_their_exit_codes") {
         return;
     }
     let dir = site("sm-usage");
@@ -693,7 +663,7 @@ fn usage_errors_and_their_exit_codes() {
 
 #[test]
 fn with_the_daemon_down_mail_waits_offline_and_goes_when_it_starts() {
-    if !can_run("with_the_daemon_down_mail_waits_offline_and_goes_when_it_starts")
+    if skip_unless_test_users("with_the_daemon_down_mail_waits_offline_and_goes_when_it_starts")
         || !can_mount("with_the_daemon_down_mail_waits_offline_and_goes_when_it_starts")
     {
         return;
@@ -753,7 +723,7 @@ fn with_the_daemon_down_mail_waits_offline_and_goes_when_it_starts() {
     assert_eq!(fs::read(f).unwrap(), expect);
 
     let d = start(&dir, true);
-    let lines = wait_deliveries(&d, 2);
+    let lines = wait_sorted(&d, 2);
     for l in &lines {
         assert_eq!(field(l, "from"), format!("<smtpdtest2@{h}>"), "{l}");
     }
@@ -779,8 +749,9 @@ fn with_the_daemon_down_mail_waits_offline_and_goes_when_it_starts() {
 
 #[test]
 fn the_offline_queue_refuses_links_fifos_and_files_not_made_by_sendmail() {
-    if !can_run("the_offline_queue_refuses_links_fifos_and_files_not_made_by_sendmail")
-        || !can_mount("the_offline_queue_refuses_links_fifos_and_files_not_made_by_sendmail")
+    if skip_unless_test_users(
+        "the_offline_queue_refuses_links_fifos_and_files_not_made_by_sendmail",
+    ) || !can_mount("the_offline_queue_refuses_links_fifos_and_files_not_made_by_sendmail")
     {
         return;
     }
@@ -836,7 +807,7 @@ fn the_offline_queue_refuses_links_fifos_and_files_not_made_by_sendmail() {
     );
 
     let mut d = start(&dir, true);
-    let lines = wait_deliveries(&d, 1);
+    let lines = wait_sorted(&d, 1);
     assert_eq!(field(&lines[0], "from"), format!("<smtpdtest2@{h}>"));
     assert!(
         poll_until(Duration::from_secs(10), || d
@@ -864,11 +835,11 @@ fn the_offline_queue_refuses_links_fifos_and_files_not_made_by_sendmail() {
 
 #[test]
 fn a_refused_recipient_leaves_a_dead_letter_the_sender_owns_without_the_queue_group() {
-    if !can_run("a_refused_recipient_leaves_a_dead_letter_the_sender_owns_without_the_queue_group")
-        || !can_mount(
-            "a_refused_recipient_leaves_a_dead_letter_the_sender_owns_without_the_queue_group",
-        )
-    {
+    if skip_unless_test_users(
+        "a_refused_recipient_leaves_a_dead_letter_the_sender_owns_without_the_queue_group",
+    ) || !can_mount(
+        "a_refused_recipient_leaves_a_dead_letter_the_sender_owns_without_the_queue_group",
+    ) {
         return;
     }
     let dir = site("sm-dead");
