@@ -107,7 +107,7 @@ fn site(tag: &str) -> TestDir {
         chmod(&copy, 0o755);
         copy
     };
-    for name in ["sendmail", "send-mail"] {
+    for name in ["sendmail", "send-mail", "mailq"] {
         std::os::unix::fs::symlink(&target, bin.join(name)).unwrap();
     }
 
@@ -659,6 +659,64 @@ fn usage_errors_and_their_exit_codes() {
     );
     // Nothing of it reached the daemon.
     assert!(deliveries(&_d).is_empty());
+
+    // mailq is show queue, root's only.
+    let o = sendmail(&dir, "mailq", &[], b"", None);
+    assert_status(&o, 0);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "");
+    let o = sendmail(&dir, "mailq", &[], b"", Some("smtpdtest2"));
+    assert_status(&o, 1);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "smtpctl: need root privileges\n"
+    );
+}
+
+#[test]
+fn verbose_shows_the_dialogue_with_the_dsn_parameters() {
+    if skip_unless_test_users("verbose_shows_the_dialogue_with_the_dsn_parameters") {
+        return;
+    }
+    let dir = site("sm-verbose");
+    let d = start(&dir, false);
+    let h = host();
+    let o = sendmail(
+        &dir,
+        "send-mail",
+        &[
+            "-v",
+            "-N",
+            "SUCCESS,FAILURE",
+            "-R",
+            "HDRS",
+            "-V",
+            "id-1",
+            "smtpdtest1",
+        ],
+        b"Subject: verbose\n\nx\n",
+        Some("smtpdtest2"),
+    );
+    assert_status(&o, 0);
+    let out = String::from_utf8_lossy(&o.stdout);
+    // The commands as sent, CRLF and all (lines() takes both off).
+    assert!(out.contains(">>> DATA\r\n"), "{out}");
+    let sent: Vec<&str> = out.lines().filter(|l| l.starts_with(">>> ")).collect();
+    assert_eq!(
+        sent,
+        [
+            ">>> EHLO localhost".to_string(),
+            format!(">>> MAIL FROM:<smtpdtest2@{h}> RET=HDRS ENVID=id-1"),
+            format!(">>> RCPT TO:<smtpdtest1@{h}> NOTIFY=SUCCESS,FAILURE"),
+            ">>> DATA".to_string(),
+            ">>> .".to_string(),
+            ">>> QUIT".to_string(),
+        ]
+    );
+    assert!(out.starts_with("<<< 220 "), "{out}");
+    assert!(out.contains("<<< 250 2.0.0 "), "{out}");
+    assert!(out.ends_with("<<< 221 2.0.0 Bye\n"), "{out}");
+    let lines = wait_sorted(&d, 1);
+    assert_eq!(field(&lines[0], "from"), format!("<smtpdtest2@{h}>"));
 }
 
 #[test]
