@@ -35,7 +35,7 @@ BUILDENV =	SMTPD_BUILD_CONF_FILE=$(SYSCONFDIR)/smtpd.conf \
 
 MAN5 =		smtpd.conf.5 aliases.5 table.5
 MAN8 =		smtpd.8 smtpctl.8 mail.lmtp.8 mail.local.8 mail.maildir.8 mail.mboxfile.8 \
-		mail.mda.8 makemap.8 newaliases.8
+		mail.mda.8 makemap.8 newaliases.8 sendmail.8
 MANS =		$(MAN5) $(MAN8)
 
 all: deps build

@@ -27,13 +27,15 @@ fi
 # nsd: the DNS server the resolver tests run on loopback (tests/common/dns.rs);
 # the tests start their own, so the system's is kept from starting (below).
 # python3, swaks: regress/smtp (its runner, and a real client to talk to smtpd).
+# bsd-mailx: Debian's mail(1), a real mail reader that tests/sendmail.rs
+# sends through our sendmail (its sendmail variable).
 # dovecot-core, dovecot-lmtpd: the LMTP server tests/mail_lmtp.rs runs
 # mail.lmtp against; the tests start their own, so the system's is kept
 # from starting as nsd's is.
 # libdb5.3-dev: Berkeley DB 5.3, whose dbopen(3) compatibility entry point
 # (__db185_open in libdb-5.3.so, see <db_185.h>) makemap and the db table
 # backend use, as Debian's OpenSMTPD does (src/sys/db.rs).
-packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks dovecot-core dovecot-lmtpd libdb5.3-dev"
+packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks dovecot-core dovecot-lmtpd libdb5.3-dev bsd-mailx"
 
 missing=""
 for p in $packages; do

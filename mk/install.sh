@@ -20,14 +20,14 @@ sbin=$destdir$sbindir
 # The delivery helpers, installed in libexecdir.
 helpers="lmtp local maildir mboxfile mda"
 man=$destdir$mandir
-
-# smtpctl is also makemap and newaliases, by name: symbolic links, as
-# Debian installs OpenSMTPD's (a hard link would keep the old binary when
+# smtpctl's other names, as OpenSMTPD installs them: the mail submission
+# program (sendmail.8), makemap and newaliases; symbolic links, as Debian
+# installs OpenSMTPD's (a hard link would keep the old binary when
 # install replaces smtpctl).
-links="makemap newaliases"
+links="sendmail send-mail mailq makemap newaliases"
 # The manual pages besides the helpers'.
 man5="smtpd.conf.5 aliases.5 table.5"
-man8="smtpd.8 smtpctl.8 makemap.8 newaliases.8"
+man8="smtpd.8 smtpctl.8 makemap.8 newaliases.8 sendmail.8"
 
 if [ "$mode" = uninstall ]; then
 	rm -f "$sbin/smtpd" "$sbin/smtpctl"
@@ -66,11 +66,25 @@ for h in $helpers; do
 done
 
 [ -z "$destdir" ] || exit 0
+
+# smtpctl runs set-group-ID to the queue user's group, as OpenSMTPD's:
+# only that group may write in the spool's offline directory, where
+# sendmail leaves mail while the daemon is down; sendmail gives the
+# group up once its file is made.
+setgid_smtpctl() {
+	chgrp "$quser" "$sbin/smtpctl"
+	chmod 2555 "$sbin/smtpctl"
+}
+
 case "$(uname -s)" in
-OpenBSD) exit 0 ;;
+OpenBSD)
+	setgid_smtpctl
+	exit 0
+	;;
 esac
 
 sh "$(dirname "$0")/users.sh" "$user" "$quser" "$chrootdir"
+setgid_smtpctl
 # mail.local runs as the recipient and locks the mailbox with a
 # USER.lock file in /var/mail, which Debian keeps writable by the group
 # mail only: like Debian's own mail.local, it runs set-group-ID to the

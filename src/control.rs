@@ -23,7 +23,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use crate::config::config::config_peer;
 use crate::config::config::env;
 use crate::io::event::{EvFlags, EventBase, EventId};
-use crate::ipc::imsg::Imsg;
+use crate::ipc::imsg::{imsgbuf_allow_fdpass, Imsg};
 use crate::ipc::mproc::*;
 use crate::pathnames::{smtpd_socket, PATH_CHROOT, SMTPD_USER};
 use crate::smtpd::{
@@ -413,7 +413,14 @@ fn control_dispatch_ext(
     }
     let id = (key - CLIENT_KEY_BASE) as u32;
     let answer = match ImsgType::from_u32(imsg.hdr.type_) {
-        Some(ImsgType::IMSG_CTL_SMTP_SESSION) => control_smtp_session(s, id, euid),
+        Some(ImsgType::IMSG_CTL_SMTP_SESSION) => {
+            // The session's socket goes back over this channel, which
+            // passes descriptors only from now on, as in C.
+            if let Some(c) = s.ctl_conns.get_mut(&key) {
+                imsgbuf_allow_fdpass(&mut c.mproc.imsgbuf);
+            }
+            control_smtp_session(s, id, euid)
+        }
         // The administrative commands are root's (C's "badcred").
         _ if euid != 0 => Answer::Fail,
         Some(t) => control_admin(s, t, id, &mut imsg),

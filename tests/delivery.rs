@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use common::dovecot::Dovecot;
 use common::smtp::{code, start_with_env, Client};
-use common::{poll_until, skip_unless_root, user, Daemon, TestDir};
+use common::{
+    deliveries, field, poll_until, skip_unless_test_users, user, wait_deliveries, Daemon, TestDir,
+};
 
 /// The helpers smtpd runs, by the name it runs them under.
 const HELPERS: [(&str, &str); 5] = [
@@ -141,14 +143,8 @@ fn start(dir: &TestDir, conf: &str, extra: &[&str]) -> Daemon {
 /// Whether the test can run (root, and the test users exist), and if so
 /// its turn with the users' homes.
 fn can_run(test: &str) -> Option<RwLockReadGuard<'static, ()>> {
-    if skip_unless_root(test) {
+    if skip_unless_test_users(test) {
         return None;
-    }
-    for u in ["smtpdtest1", "smtpdtest2"] {
-        assert!(
-            smtpd::sys::process::getpwnam(u).ok().flatten().is_some(),
-            "user {u} is missing: run mk/testusers.sh (make test does) as root"
-        );
     }
     Some(HOME.read().unwrap_or_else(|e| e.into_inner()))
 }
@@ -175,41 +171,6 @@ fn send(d: &Daemon, port: u16, from: &str, rcpts: &[&str], data: &[u8]) -> Strin
     assert_eq!(code(&reply), "250", "end of data: {reply}");
     c.cmd("QUIT");
     reply
-}
-
-/// The `mda delivery` log lines so far.
-fn deliveries(d: &Daemon) -> Vec<String> {
-    d.stderr()
-        .lines()
-        .filter(|l| l.contains(" mda delivery "))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Waits until `n` delivery lines are logged; returns them.
-fn wait_deliveries(d: &Daemon, n: usize, timeout: Duration) -> Vec<String> {
-    let ok = poll_until(timeout, || deliveries(d).len() >= n);
-    let lines = deliveries(d);
-    assert!(
-        ok,
-        "expected {n} deliveries, got {lines:?}\nlog:\n{}",
-        d.stderr()
-    );
-    lines
-}
-
-/// The value of `key=` in a log line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let start = line
-        .find(&format!(" {key}="))
-        .unwrap_or_else(|| panic!("no {key}= in {line}"))
-        + key.len()
-        + 2;
-    let rest = &line[start..];
-    if key == "stat" {
-        return rest;
-    }
-    rest.split(' ').next().unwrap_or("")
 }
 
 /// The files of a maildir's new/.

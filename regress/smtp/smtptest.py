@@ -676,8 +676,10 @@ def port587_free(opts):
 def sendmail_submits(opts):
     # An smtpctl without mail submission says "not implemented yet" and
     # nothing else: the scenarios that need it wait for it.  Any other
-    # answer (here, no control socket to reach) means it is built.
-    env = dict(os.environ, SMTPD_SOCKET="/nonexistent/smtpd.sock")
+    # answer (here, no control socket to reach, and no spool to leave the
+    # message in offline) means it is built.
+    env = dict(os.environ, SMTPD_SOCKET="/nonexistent/smtpd.sock",
+               SMTPD_SPOOL="/nonexistent")
     try:
         p = subprocess.run(["sendmail", "-f", "a@example.org", "b@example.org"],
                            executable=opts.smtpctl, input=b"",

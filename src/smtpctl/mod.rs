@@ -1,6 +1,7 @@
 //! smtpctl and the sendmail family (smtpctl.c, parser.c, enqueue.c,
 //! makemap.c).
 
+pub mod enqueue;
 pub mod makemap;
 #[allow(clippy::module_inception)]
 pub mod smtpctl;

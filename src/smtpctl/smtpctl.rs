@@ -47,12 +47,12 @@ fn errx(msg: &str) -> ! {
 }
 
 /// The connection to the daemon.
-struct Srv {
-    ibuf: Imsgbuf,
+pub(crate) struct Srv {
+    pub(crate) ibuf: Imsgbuf,
 }
 
 /// srv_connect(): None when no daemon listens.
-fn srv_connect() -> Option<Srv> {
+pub(crate) fn srv_connect() -> Option<Srv> {
     let stream = UnixStream::connect(smtpd_socket()).ok()?;
     let mut ibuf = match imsgbuf_init(OwnedFd::from(stream)) {
         Ok(b) => b,
@@ -682,7 +682,7 @@ fn cmd_run(words: &[String]) -> i32 {
 }
 
 /// usage() of smtpctl.c, for each personality.
-fn usage(name: &str) -> i32 {
+pub(crate) fn usage(name: &str) -> i32 {
     match name {
         "sendmail" | "send-mail" | "mailq" | "newaliases" | "makemap" => {
             eprintln!("usage: {name} [-tv] [-f from] [-F name] to ...");
@@ -697,11 +697,17 @@ pub fn main(args: Vec<String>) -> i32 {
     // quietly, rather than as a failed write.
     let _ = crate::sys::event::signal_default(libc::SIGPIPE);
     let name = progname(args.first().map_or("smtpctl", String::as_str)).to_string();
-    // The sendmail personalities come later in this issue: what they
-    // cannot do is said before any usage complaint.
-    if name != "smtpctl" {
-        eprintln!("{name}: not implemented yet: this smtpd port has no mail submission yet");
-        return 1;
+    // sendmail_compat() (enqueue.rs), and mailq as C's argv_mailq. The
+    // other personalities come later in this issue: what they cannot do
+    // is said before any usage complaint.
+    match name.as_str() {
+        "sendmail" | "send-mail" => return super::enqueue::sendmail_compat(&args),
+        "mailq" => return cmd_run(&["show".to_string(), "queue".to_string()]),
+        "smtpctl" => {}
+        _ => {
+            eprintln!("{name}: not implemented yet in this smtpd port");
+            return 1;
+        }
     }
     let words = &args[1..];
     if words.is_empty() {

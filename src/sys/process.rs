@@ -281,6 +281,9 @@ pub struct Passwd {
     pub gid: u32,
     pub dir: String,
     pub shell: String,
+    /// The comment field (the user's full name first, then details
+    /// separated by commas; `&` stands for the login name).
+    pub gecos: String,
 }
 
 /// getpwnam(3) (getpwnam_r, so no static storage is shared).
@@ -355,6 +358,7 @@ fn passwd_from(pw: &libc::passwd) -> Passwd {
         gid: pw.pw_gid,
         dir: s(pw.pw_dir),
         shell: s(pw.pw_shell),
+        gecos: s(pw.pw_gecos),
     }
 }
 

@@ -47,6 +47,83 @@ pub fn daemon_pre_exec(cmd: &mut Command) {
 }
 
 #[cfg(target_os = "linux")]
+/// Runs a spawned command in a mount namespace of its own, in which each
+/// `(source, target)` of `binds` is bind-mounted over `target`, then as
+/// `user` (uid, gid, and no other group) if given. Tests use it to put
+/// their own directories and the build's programs where the paths
+/// compiled into smtpd and smtpctl point (the spool, the control socket,
+/// smtpctl), which set-id programs and the daemon's offline enqueuer use
+/// whatever the environment says, without touching the system's. The
+/// command must not also be given a uid or gid (those would apply first,
+/// and an unprivileged process cannot mount).
+pub fn mount_ns_pre_exec(
+    cmd: &mut Command,
+    binds: &[(std::path::PathBuf, std::path::PathBuf)],
+    user: Option<(u32, u32)>,
+) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = |p: &std::path::Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let binds = binds
+        .iter()
+        .map(|(s, t)| Ok((cpath(s)?, cpath(t)?)))
+        .collect::<io::Result<Vec<_>>>()?;
+    let root = cpath(std::path::Path::new("/"))?;
+    let check = |r: libc::c_int| {
+        if r == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    let setup = move || -> io::Result<()> {
+        // SAFETY: integer argument only.
+        check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+        // Nothing mounted here may show outside.
+        // SAFETY: a NUL-terminated path and null pointers where mount(2)
+        // takes none for a change of propagation.
+        check(unsafe {
+            libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            )
+        })?;
+        for (source, target) in &binds {
+            // SAFETY: NUL-terminated paths prepared before fork; no data.
+            check(unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            })?;
+        }
+        if let Some((uid, gid)) = user {
+            let groups = [gid as libc::gid_t];
+            // SAFETY: groups holds one gid_t.
+            check(unsafe { libc::setgroups(1, groups.as_ptr()) })?;
+            // SAFETY: integer arguments only.
+            check(unsafe { libc::setresgid(gid, gid, gid) })?;
+            // SAFETY: integer arguments only.
+            check(unsafe { libc::setresuid(uid, uid, uid) })?;
+        }
+        Ok(())
+    };
+    // SAFETY: the closure makes system calls only (unshare, mount,
+    // setgroups, setresgid, setresuid), all async-signal-safe, on memory
+    // prepared before the fork.
+    unsafe { cmd.pre_exec(setup) };
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
 /// The AF_UNIX sockets the kernel knows (what `ss -x` lists), from
 /// NETLINK_SOCK_DIAG.
 #[derive(Clone, Debug, Default)]

@@ -28,6 +28,26 @@ pub fn getgid() -> u32 {
     unsafe { libc::getgid() }
 }
 
+/// The effective group id (`getegid(2)`), which cannot fail: the group a
+/// set-group-ID program runs with until it gives it up.
+pub fn getegid() -> u32 {
+    // SAFETY: getegid takes no arguments and always succeeds.
+    unsafe { libc::getegid() }
+}
+
+/// `setresgid(2)`: sets the real, effective and saved group ids; `None`
+/// leaves one as it is (C's -1). Keeping the saved id lets a set-group-ID
+/// program put its group aside and take it back; setting all three to the
+/// real group gives it up for good.
+pub fn setresgid(rgid: Option<u32>, egid: Option<u32>, sgid: Option<u32>) -> io::Result<()> {
+    let id = |g: Option<u32>| g.unwrap_or(u32::MAX) as libc::gid_t;
+    // SAFETY: integer arguments only; (gid_t)-1 means "unchanged".
+    if unsafe { libc::setresgid(id(rgid), id(egid), id(sgid)) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 // POSIX, in OpenBSD's libc and glibc alike; the libc crate binds only
 // getlogin(3), whose static buffer another thread could overwrite.
 extern "C" {

@@ -1,7 +1,8 @@
 //! getopt(3), for the command lines of smtpd, smtpctl and sendmail: short
 //! options, clustered (`-dv`), arguments attached or separate (`-fFILE`,
-//! `-f FILE`), `--` ends options, and the first operand ends them too, as
-//! POSIX (and OpenBSD's getopt) do.
+//! `-f FILE`), optional arguments (`x::`, attached only: `-xARG`), `--`
+//! ends options, and the first operand ends them too, as POSIX (and
+//! OpenBSD's getopt) do.
 
 /// One parsed option, or a mistake getopt(3) reports with `?`.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,10 +39,26 @@ impl<'a> Getopt<'a> {
         &self.args[self.optind.min(self.args.len())..]
     }
 
-    fn takes_arg(&self, c: char) -> Option<bool> {
+    fn takes_arg(&self, c: char) -> Option<Arg> {
         let i = self.spec.find(c)?;
-        Some(self.spec[i + c.len_utf8()..].starts_with(':'))
+        let rest = &self.spec[i + c.len_utf8()..];
+        Some(if rest.starts_with("::") {
+            Arg::Optional
+        } else if rest.starts_with(':') {
+            Arg::Required
+        } else {
+            Arg::None
+        })
     }
+}
+
+/// What an option letter of the specification takes.
+enum Arg {
+    None,
+    Required,
+    /// `x::`, an extension of OpenBSD's and GNU's getopt: an argument
+    /// only when attached to the letter.
+    Optional,
 }
 
 impl Iterator for Getopt<'_> {
@@ -72,7 +89,7 @@ impl Iterator for Getopt<'_> {
                 return Some(Opt::Unknown(c));
             }
         };
-        if !takes {
+        if matches!(takes, Arg::None) || (matches!(takes, Arg::Optional) && at_end) {
             if at_end {
                 self.optind += 1;
                 self.pos = 0;
@@ -121,6 +138,22 @@ mod tests {
             ]
         );
         assert_eq!(g.operands(), ["rest"]);
+    }
+
+    #[test]
+    fn optional_arguments_are_taken_only_when_attached() {
+        let a = args("-Ebody -E -J x");
+        let mut g = Getopt::new(&a, "E::J::");
+        let got: Vec<Opt> = g.by_ref().collect();
+        assert_eq!(
+            got,
+            [
+                Opt::Flag('E', Some("body".into())),
+                Opt::Flag('E', None),
+                Opt::Flag('J', None),
+            ]
+        );
+        assert_eq!(g.operands(), ["x"]);
     }
 
     #[test]

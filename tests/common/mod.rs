@@ -51,6 +51,21 @@ pub fn skip_unless_root(test: &str) -> bool {
     true
 }
 
+/// True (after a note) when a test that delivers to the test users
+/// cannot run: it needs root; the users (mk/testusers.sh) must exist.
+pub fn skip_unless_test_users(test: &str) -> bool {
+    if skip_unless_root(test) {
+        return true;
+    }
+    for u in ["smtpdtest1", "smtpdtest2"] {
+        assert!(
+            smtpd::sys::process::getpwnam(u).ok().flatten().is_some(),
+            "user {u} is missing: run mk/testusers.sh (make test does) as root"
+        );
+    }
+    false
+}
+
 /// Polls `cond` every POLL until it holds or `timeout` passes; whether it
 /// held.
 pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -531,6 +546,41 @@ impl Drop for Daemon {
             );
         }
     }
+}
+
+/// The `mda delivery` log lines so far.
+pub fn deliveries(d: &Daemon) -> Vec<String> {
+    d.stderr()
+        .lines()
+        .filter(|l| l.contains(" mda delivery "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until `n` delivery lines are logged; returns them.
+pub fn wait_deliveries(d: &Daemon, n: usize, timeout: Duration) -> Vec<String> {
+    let ok = poll_until(timeout, || deliveries(d).len() >= n);
+    let lines = deliveries(d);
+    assert!(
+        ok,
+        "expected {n} deliveries, got {lines:?}\nlog:\n{}",
+        d.stderr()
+    );
+    lines
+}
+
+/// The value of `key=` in a log line.
+pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        + key.len()
+        + 2;
+    let rest = &line[start..];
+    if key == "stat" {
+        return rest;
+    }
+    rest.split(' ').next().unwrap_or("")
 }
 
 pub use smtpd::sys::testing::{unix_sockets, TCP_LISTEN};
