@@ -287,12 +287,12 @@ impl Mda {
 pub fn mda_imsg(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, mut imsg: Imsg) {
     use ImsgType::*;
     match ImsgType::from_u32(imsg.hdr.type_) {
-        Some(IMSG_MDA_LOOKUP_USERINFO) => mda_imsg_lookup_userinfo(d, base, &imsg),
+        Some(IMSG_MDA_LOOKUP_USERINFO) => mda_imsg_lookup_userinfo(d, &imsg),
         Some(IMSG_QUEUE_DELIVER) => {
             let mut m = m_msg(&imsg);
             let evp = m_get_envelope(&mut m);
             m_end(&m);
-            mda_imsg_deliver(d, base, &evp);
+            mda_imsg_deliver(d, &evp);
         }
         Some(IMSG_MDA_OPEN_MESSAGE) => {
             let mut m = m_msg(&imsg);
@@ -323,7 +323,7 @@ pub fn mda_imsg(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, mut imsg: 
 }
 
 /// IMSG_MDA_LOOKUP_USERINFO: lka's answer about a new user.
-fn mda_imsg_lookup_userinfo(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, imsg: &Imsg) {
+fn mda_imsg_lookup_userinfo(d: &mut Dispatcher, imsg: &Imsg) {
     let mut m = m_msg(imsg);
     let reqid = m_get_id(&mut m);
     let status = m_get_int(&mut m);
@@ -351,7 +351,7 @@ fn mda_imsg_lookup_userinfo(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>
                 u.flags |= USER_RUNNABLE;
             }
             d.mda.runnable.push_back(reqid);
-            mda_drain(d, base);
+            mda_drain(d);
         }
         _ => mda_fail(
             d,
@@ -366,7 +366,7 @@ fn mda_imsg_lookup_userinfo(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>
 /// IMSG_QUEUE_DELIVER: an envelope to deliver, queued on its user, or
 /// sent back to wait on the scheduler's hold queue when the user has
 /// too many.
-fn mda_imsg_deliver(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, evp: &Envelope) {
+fn mda_imsg_deliver(d: &mut Dispatcher, evp: &Envelope) {
     let uid = mda_user(d, evp);
     let conf = env();
     let Some(u) = d.mda.users.get_mut(&uid) else {
@@ -399,7 +399,7 @@ fn mda_imsg_deliver(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, evp: &
         u.flags |= USER_RUNNABLE;
         d.mda.runnable.push_back(uid);
     }
-    mda_drain(d, base);
+    mda_drain(d);
 }
 
 /// IMSG_MDA_OPEN_MESSAGE: the message file of a session. Unless the
@@ -416,14 +416,7 @@ fn mda_imsg_open_message(
     };
     let Some(fd) = fd else {
         log_debug!("debug: mda: cannot get message fd");
-        let id = s.evp.id;
-        mda_queue_tempfail(d, id, "Cannot get message fd", ESC_OTHER_MAIL_SYSTEM_STATUS);
-        mda_log(
-            &d.mda.sessions[&reqid].evp,
-            "TempFail",
-            "Cannot get message fd",
-        );
-        return mda_done(d, base, reqid);
+        return mda_session_tempfail(d, base, reqid, "Cannot get message fd");
     };
     log_debug!(
         "debug: mda: got message fd {} for session {reqid:016x} evpid {:016x}",
@@ -460,11 +453,8 @@ fn mda_imsg_open_message(
     let bytes = match deliver.to_bytes() {
         Ok(b) => b,
         Err(err) => {
-            let id = e.id;
             let why = format!("Cannot deliver: {err}");
-            mda_queue_tempfail(d, id, &why, ESC_OTHER_MAIL_SYSTEM_STATUS);
-            mda_log(&d.mda.sessions[&reqid].evp, "TempFail", &why);
-            return mda_done(d, base, reqid);
+            return mda_session_tempfail(d, base, reqid, &why);
         }
     };
     log_debug!(
@@ -476,6 +466,14 @@ fn mda_imsg_open_message(
     m_add_id(p, reqid);
     m_add_data(p, &bytes);
     m_close(p);
+}
+
+/// A session that cannot go on: its envelope is tried again later.
+fn mda_session_tempfail(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, key: u64, why: &str) {
+    let id = d.mda.sessions[&key].evp.id;
+    mda_queue_tempfail(d, id, why, ESC_OTHER_MAIL_SYSTEM_STATUS);
+    mda_log(&d.mda.sessions[&key].evp, "TempFail", why);
+    mda_done(d, base, key)
 }
 
 /// IMSG_MDA_FORK: the pipe to the agent's stdin; writing starts.
@@ -490,10 +488,7 @@ fn mda_imsg_fork(
     };
     let Some(fd) = fd else {
         log_warnx!("warn: mda: fail to retrieve mda fd");
-        let id = s.evp.id;
-        mda_queue_tempfail(d, id, "Cannot get mda fd", ESC_OTHER_MAIL_SYSTEM_STATUS);
-        mda_log(&d.mda.sessions[&reqid].evp, "TempFail", "Cannot get mda fd");
-        return mda_done(d, base, reqid);
+        return mda_session_tempfail(d, base, reqid, "Cannot get mda fd");
     };
     log_debug!(
         "debug: mda: got mda fd {} for session {reqid:016x} evpid {:016x}",
@@ -748,7 +743,7 @@ fn mda_fail(d: &mut Dispatcher, uid: u64, permfail: bool, error: &str, code: u8)
 
 /// mda_drain(): sessions for the runnable users, in turn, within the
 /// limits per user and in all.
-fn mda_drain(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>) {
+fn mda_drain(d: &mut Dispatcher) {
     let conf = env();
     while let Some(uid) = d.mda.runnable.pop_front() {
         let Some(u) = d.mda.users.get_mut(&uid) else {
@@ -803,7 +798,6 @@ fn mda_drain(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>) {
         // The user goes back to the end of the run queue.
         d.mda.runnable.push_back(uid);
     }
-    let _ = base;
 }
 
 /// mda_done(): a session is over; its user may run again.
@@ -826,7 +820,7 @@ fn mda_done(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, key: u64) {
     let p = d.peers.p(ProcType::PROC_CONTROL);
     stat_decrement(p, "mda.envelope", 1);
     stat_decrement(p, "mda.running", 1);
-    mda_drain(d, base);
+    mda_drain(d);
 }
 
 /// mda_log(): the delivery line log parsers read.
