@@ -18,7 +18,7 @@ use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use common::dovecot::Dovecot;
-use common::smtp::{code, start_with_env, Client};
+use common::smtp::{code, sigkill_tree, start_with_env, stream_messages, Client};
 use common::{
     deliveries, field, poll_until, skip_unless_test_users, user, wait_deliveries, Daemon, TestDir,
 };
@@ -171,6 +171,16 @@ fn send(d: &Daemon, port: u16, from: &str, rcpts: &[&str], data: &[u8]) -> Strin
     assert_eq!(code(&reply), "250", "end of data: {reply}");
     c.cmd("QUIT");
     reply
+}
+
+/// The subjects of what `user` got in the test's maildirs, sorted.
+fn subjects(dir: &TestDir, user: &str) -> Vec<String> {
+    let mut v: Vec<String> = read_box("maildir", &dir.path.join("boxes").join(user))
+        .iter()
+        .filter_map(|m| m.header("Subject").map(str::to_string))
+        .collect();
+    v.sort();
+    v
 }
 
 /// The files of a maildir's new/.
@@ -528,16 +538,8 @@ fn aliases_expand_to_users_files_pipes_and_includes() {
     for l in &lines {
         assert_eq!(field(l, "result"), "Ok", "{l}");
     }
-    let subjects = |user: &str| -> Vec<String> {
-        let mut v: Vec<String> = read_box("maildir", &dir.path.join("boxes").join(user))
-            .iter()
-            .filter_map(|m| m.header("Subject").map(str::to_string))
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(subjects("smtpdtest1"), ["team"]);
-    assert_eq!(subjects("smtpdtest2"), ["list", "team"]);
+    assert_eq!(subjects(&dir, "smtpdtest1"), ["team"]);
+    assert_eq!(subjects(&dir, "smtpdtest2"), ["list", "team"]);
     let file = read_box("mbox", &sink.join("file.mbox"));
     assert_eq!(file.len(), 1);
     assert_eq!(file[0].header("Subject"), Some("tofile"));
@@ -615,12 +617,7 @@ fn virtual_catch_all_and_sub_addresses_reach_the_user() {
     for l in &lines {
         assert_eq!(field(l, "result"), "Ok", "{l}");
     }
-    let mut s1: Vec<String> = read_box("maildir", &dir.path.join("boxes/smtpdtest1"))
-        .iter()
-        .filter_map(|m| m.header("Subject").map(str::to_string))
-        .collect();
-    s1.sort();
-    assert_eq!(s1, ["catch-all", "tagged"]);
+    assert_eq!(subjects(&dir, "smtpdtest1"), ["catch-all", "tagged"]);
     let s2 = read_box("maildir", &dir.path.join("boxes/smtpdtest2"));
     assert_eq!(s2.len(), 1);
     assert_eq!(s2[0].header("Subject"), Some("exact"));
@@ -795,16 +792,8 @@ fn a_forward_file_in_an_unsafe_home_is_refused_and_mail_still_delivered() {
     for l in &lines {
         assert_eq!(field(l, "result"), "Ok", "{l}");
     }
-    let subjects = |u: &str| -> Vec<String> {
-        let mut v: Vec<String> = read_box("maildir", &dir.path.join("boxes").join(u))
-            .iter()
-            .filter_map(|m| m.header("Subject").map(str::to_string))
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(subjects("smtpdtest2"), ["safe"]);
-    assert_eq!(subjects("smtpdtest1"), ["sticky", "writable"]);
+    assert_eq!(subjects(&dir, "smtpdtest2"), ["safe"]);
+    assert_eq!(subjects(&dir, "smtpdtest1"), ["sticky", "writable"]);
     let log = d.stderr();
     let home = home.display();
     for refusal in [
@@ -812,38 +801,6 @@ fn a_forward_file_in_an_unsafe_home_is_refused_and_mail_still_delivered() {
         format!("warn: smtpd: parent_forward_open: {home} is sticky"),
     ] {
         assert!(log.contains(&refusal), "no \"{refusal}\" in:\n{log}");
-    }
-}
-
-/// One numbered message to smtpdtest1; Some(true) if acknowledged,
-/// Some(false) if sent whole without a reply (it may have been kept),
-/// None if the session died before the end of its data.
-fn try_message(port: u16, n: usize) -> Option<bool> {
-    let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        std::thread::sleep(Duration::from_millis(20));
-        return None;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let r = s.try_clone().ok()?;
-    let mut c = Client {
-        r: std::io::BufReader::new(r),
-        w: s,
-    };
-    let mut data_sent = false;
-    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        c.reply();
-        c.cmd("EHLO client.test");
-        assert_eq!(code(&c.cmd("MAIL FROM:<bob@example.org>")), "250");
-        assert_eq!(code(&c.cmd("RCPT TO:<smtpdtest1@localhost>")), "250");
-        assert_eq!(code(&c.cmd("DATA")), "354");
-        c.send(format!("Subject: n{n}\r\n\r\nmessage {n}\r\n.\r\n").as_bytes());
-        data_sent = true;
-        c.reply().remove(0)
-    }));
-    match reply {
-        Ok(r) if r.starts_with("250 ") => Some(true),
-        _ if data_sent => Some(false),
-        _ => None,
     }
 }
 
@@ -865,30 +822,16 @@ fn accepted_mail_is_delivered_after_sigkill_of_the_whole_tree() {
         let first = round * 100_000;
         let stop = Instant::now() + Duration::from_secs(3);
         let client = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let mut n = first;
-            while Instant::now() < stop {
-                out.push((n, try_message(port, n)));
-                n += 1;
-            }
-            out
+            stream_messages(port, stop, first, "bob@example.org", "smtpdtest1@localhost")
         });
         // Kill the tree, deliveries and all, at a moment of its own.
         let wait = 500 + u64::from(smtpd::sys::unistd::arc4random_uniform(2000));
         std::thread::sleep(Duration::from_millis(wait));
-        let tree = common::descendants_of(d.pid);
-        let _ = smtpd::sys::process::kill(d.pid, libc::SIGKILL);
-        for p in tree {
-            let _ = smtpd::sys::process::kill(p.pid, libc::SIGKILL);
-        }
-        drop(d);
-        for (n, r) in client.join().unwrap() {
-            match r {
-                Some(true) => accepted.push(n),
-                Some(false) => in_doubt.push(n),
-                None => failed.push(n),
-            }
-        }
+        sigkill_tree(d);
+        let o = client.join().unwrap();
+        accepted.extend(o.accepted.into_iter().map(|(n, _)| n));
+        in_doubt.extend(o.in_doubt);
+        failed.extend(o.failed);
     }
     // A daemon on that spool delivers whatever is left.
     let d = start(&dir, conf, &[]);

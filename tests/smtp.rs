@@ -10,12 +10,14 @@
 mod common;
 
 use std::fs;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
 
 use std::time::{Duration, Instant};
 
-use common::smtp::{code, queued, send_message, start_with_args, Client};
+use common::smtp::{
+    code, queued, send_message, sigkill_tree, start_with_args, stream_messages, Client, Outcome,
+};
 use common::{poll_until, skip_unless_root, TestDir};
 
 /// These tests look at what the daemon received: local delivery is
@@ -159,63 +161,6 @@ fn a_bare_lf_terminator_does_not_end_the_data() {
     );
 }
 
-/// What became of the messages a client sent while the daemon was
-/// killed under it, by message number.
-#[derive(Default)]
-struct Outcome {
-    /// Acknowledged with 250: (number, queue id).
-    accepted: Vec<(usize, String)>,
-    /// The whole message was sent, but no reply came: it may or may not
-    /// have been committed (at-least-once: the client will send again).
-    in_doubt: Vec<usize>,
-    /// The session died before the end of the data: never committed.
-    failed: Vec<usize>,
-}
-
-/// One message, numbered `n`: what became of it.
-fn try_message(port: u16, n: usize, out: &mut Outcome) {
-    let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
-        std::thread::sleep(Duration::from_millis(20));
-        return;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(r) = s.try_clone() else {
-        return;
-    };
-    let mut c = Client {
-        r: BufReader::new(r),
-        w: s,
-    };
-    let mut data_sent = false;
-    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        c.reply();
-        c.cmd("EHLO client.example");
-        assert_eq!(code(&c.cmd("MAIL FROM:<a@example.org>")), "250");
-        assert_eq!(code(&c.cmd("RCPT TO:<root@localhost>")), "250");
-        assert_eq!(code(&c.cmd("DATA")), "354");
-        c.send(format!("Subject: n{n}\r\n\r\nmessage {n}\r\n.\r\n").as_bytes());
-        data_sent = true;
-        c.reply().remove(0)
-    }));
-    match reply {
-        Ok(r) if r.starts_with("250 ") => out
-            .accepted
-            .push((n, r.split(' ').nth(2).unwrap().to_string())),
-        _ if data_sent => out.in_doubt.push(n),
-        _ => out.failed.push(n),
-    }
-}
-
-fn stream_messages(port: u16, stop: Instant, first: usize) -> Outcome {
-    let mut out = Outcome::default();
-    let mut n = first;
-    while Instant::now() < stop {
-        try_message(port, n, &mut out);
-        n += 1;
-    }
-    out
-}
-
 #[test]
 fn accepted_messages_survive_sigkill_of_the_whole_tree() {
     if skip_unless_root("accepted_messages_survive_sigkill_of_the_whole_tree") {
@@ -228,17 +173,13 @@ fn accepted_messages_survive_sigkill_of_the_whole_tree() {
         let port = dir.port;
         let first = round * 100_000;
         let client = std::thread::spawn(move || {
-            stream_messages(port, Instant::now() + Duration::from_secs(3), first)
+            let stop = Instant::now() + Duration::from_secs(3);
+            stream_messages(port, stop, first, "a@example.org", "root@localhost")
         });
         // Kill the tree at a moment of its own: 200 ms to 1.5 s in.
         let wait = 200 + u64::from(smtpd::sys::unistd::arc4random_uniform(1300));
         std::thread::sleep(Duration::from_millis(wait));
-        let tree = common::descendants_of(d.pid);
-        let _ = smtpd::sys::process::kill(d.pid, libc::SIGKILL);
-        for p in tree {
-            let _ = smtpd::sys::process::kill(p.pid, libc::SIGKILL);
-        }
-        drop(d);
+        sigkill_tree(d);
         let o = client.join().unwrap();
         eprintln!(
             "round {round}: {} accepted, {} in doubt, {} failed",

@@ -35,18 +35,18 @@ fn smtpctl(dir: &TestDir, args: &[&str], uid: Option<u32>) -> Output {
     cmd.output().expect("run smtpctl")
 }
 
-/// The smtpctl binary as `uid` can run it.
+/// The smtpctl binary as `uid` can run it: for another user, a copy in
+/// the test's directory (the build tree may be closed to them).
 fn smtpctl_for(dir: &TestDir, uid: Option<u32>) -> std::path::PathBuf {
-    let Some(uid) = uid else {
+    if uid.is_none() {
         return SMTPCTL.into();
-    };
+    }
     let copy = dir.path.join("smtpctl");
     if !copy.exists() {
         fs::copy(SMTPCTL, &copy).unwrap();
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let _ = uid;
     copy
 }
 
@@ -60,6 +60,19 @@ fn err(o: &Output) -> String {
 
 fn start(dir: &TestDir, extra: &[&str]) -> Daemon {
     start_with_args(dir, None, extra)
+}
+
+/// One message from `from` to root, queued (250), in a session of its own.
+fn queue_one(dir: &TestDir, from: &str, subject: &str, body: &str) {
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    c.cmd("EHLO client.test");
+    let data = format!("Subject: {subject}\r\n\r\n{body}\r\n");
+    assert_eq!(
+        code(&send_message(&mut c, from, "root@localhost", &data)),
+        "250"
+    );
+    assert_eq!(code(&c.cmd("QUIT")), "221");
 }
 
 #[test]
@@ -129,16 +142,7 @@ fn a_paused_mda_holds_mail_until_resumed() {
     let d = start(&dir, &["-P", "mda"]);
     let o = smtpctl(&dir, &["show", "status"], None);
     assert_eq!(out(&o), "MDA paused\nMTA paused\nSMTP running\n");
-    let mut c = Client::connect(dir.port);
-    c.reply();
-    c.cmd("EHLO client.test");
-    let r = send_message(
-        &mut c,
-        "a@example.org",
-        "root@localhost",
-        "Subject: held\r\n\r\nx\r\n",
-    );
-    assert_eq!(code(&r), "250");
+    queue_one(&dir, "a@example.org", "held", "x");
     std::thread::sleep(Duration::from_secs(1));
     assert!(!d.stderr().contains("mda delivery"), "{}", d.stderr());
     assert_eq!(queued(&dir.spool()).len(), 1);
@@ -408,30 +412,10 @@ fn show_queue_reads_the_spool_when_the_daemon_is_down() {
     }
     let dir = TestDir::new("ctl-offline");
     let d = start(&dir, &["-P", "mda"]);
-    let mut c = Client::connect(dir.port);
-    c.reply();
-    c.cmd("EHLO client.test");
-    let r = send_message(
-        &mut c,
-        "bob@example.org",
-        "root@localhost",
-        "Subject: s\r\n\r\nx\r\n",
-    );
-    assert_eq!(code(&r), "250");
+    queue_one(&dir, "bob@example.org", "s", "x");
     let online = show_queue(&dir, &[]);
-    drop(c);
     drop(d);
-    let o = Command::new(SMTPCTL)
-        .args(["show", "queue"])
-        .env("SMTPD_SOCKET", dir.socket())
-        .env("SMTPD_SPOOL", dir.spool())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", err(&o));
-    let offline: Vec<Vec<String>> = out(&o)
-        .lines()
-        .map(|l| l.split('|').map(str::to_string).collect())
-        .collect();
+    let offline = show_queue(&dir, &[]);
     assert_eq!(offline.len(), 1, "{offline:?}");
     assert_eq!(offline[0][0], online[0][0]);
     assert_eq!(offline[0][11], "offline");
@@ -444,16 +428,7 @@ fn show_envelope_and_message_print_the_spool_files() {
     }
     let dir = TestDir::new("ctl-show");
     let _d = start(&dir, &["-P", "mda"]);
-    let mut c = Client::connect(dir.port);
-    c.reply();
-    c.cmd("EHLO client.test");
-    let r = send_message(
-        &mut c,
-        "bob@example.org",
-        "root@localhost",
-        "Subject: shown\r\n\r\nbody\r\n",
-    );
-    assert_eq!(code(&r), "250");
+    queue_one(&dir, "bob@example.org", "shown", "body");
     let q = show_queue(&dir, &[]);
     let evpid = q[0][0].clone();
     let (path, _) = &queued(&dir.spool())[0];
@@ -479,17 +454,7 @@ fn discover_loads_what_was_put_in_the_spool_by_hand() {
     // A message queued by one daemon, moved by hand into another's spool.
     let a = TestDir::new("ctl-disc-a");
     let da = start(&a, &["-P", "mda"]);
-    let mut c = Client::connect(a.port);
-    c.reply();
-    c.cmd("EHLO client.test");
-    let r = send_message(
-        &mut c,
-        "bob@example.org",
-        "root@localhost",
-        "Subject: moved\r\n\r\nx\r\n",
-    );
-    assert_eq!(code(&r), "250");
-    drop(c);
+    queue_one(&a, "bob@example.org", "moved", "x");
     drop(da);
     let (msgdir, files) = queued(&a.spool()).remove(0);
     let evpid = files.iter().find(|f| f.len() == 16).unwrap().clone();
@@ -541,17 +506,7 @@ fn show_stats_and_monitor_count_real_traffic() {
             .map_or(0, |v| v.parse().unwrap())
     };
     for _ in 0..2 {
-        let mut c = Client::connect(dir.port);
-        c.reply();
-        c.cmd("EHLO client.test");
-        let r = send_message(
-            &mut c,
-            "bob@example.org",
-            "root@localhost",
-            "Subject: s\r\n\r\nx\r\n",
-        );
-        assert_eq!(code(&r), "250");
-        assert_eq!(code(&c.cmd("QUIT")), "221");
+        queue_one(&dir, "bob@example.org", "s", "x");
     }
     let stats = || -> std::collections::BTreeMap<String, String> {
         let o = smtpctl(&dir, &["show", "stats"], None);

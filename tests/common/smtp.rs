@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{poll_until, smtpd_bin, Daemon, TestDir};
 
@@ -131,4 +131,74 @@ pub fn send_message(c: &mut Client, from: &str, to: &str, body: &str) -> String 
     c.send(body.as_bytes());
     c.send(b".\r\n");
     c.reply().remove(0)
+}
+
+/// What became of the messages a client sent while the daemon was
+/// killed under it, by message number.
+#[derive(Default)]
+pub struct Outcome {
+    /// Acknowledged with 250: (number, queue id).
+    pub accepted: Vec<(usize, String)>,
+    /// The whole message was sent, but no reply came: it may or may not
+    /// have been committed (at-least-once: the client will send again).
+    pub in_doubt: Vec<usize>,
+    /// The session died before the end of the data: never committed.
+    pub failed: Vec<usize>,
+}
+
+/// One message from `from` to `to`, numbered `n` (`Subject: nN`, body
+/// `message N`): what became of it.
+pub fn try_message(port: u16, n: usize, from: &str, to: &str, out: &mut Outcome) {
+    let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
+        std::thread::sleep(Duration::from_millis(20));
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(r) = s.try_clone() else {
+        return;
+    };
+    let mut c = Client {
+        r: BufReader::new(r),
+        w: s,
+    };
+    let mut data_sent = false;
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.reply();
+        c.cmd("EHLO client.example");
+        assert_eq!(code(&c.cmd(&format!("MAIL FROM:<{from}>"))), "250");
+        assert_eq!(code(&c.cmd(&format!("RCPT TO:<{to}>"))), "250");
+        assert_eq!(code(&c.cmd("DATA")), "354");
+        c.send(format!("Subject: n{n}\r\n\r\nmessage {n}\r\n.\r\n").as_bytes());
+        data_sent = true;
+        c.reply().remove(0)
+    }));
+    match reply {
+        Ok(r) if r.starts_with("250 ") => out
+            .accepted
+            .push((n, r.split(' ').nth(2).unwrap().to_string())),
+        _ if data_sent => out.in_doubt.push(n),
+        _ => out.failed.push(n),
+    }
+}
+
+/// Messages numbered from `first` on, one session each, until `stop`.
+pub fn stream_messages(port: u16, stop: Instant, first: usize, from: &str, to: &str) -> Outcome {
+    let mut out = Outcome::default();
+    let mut n = first;
+    while Instant::now() < stop {
+        try_message(port, n, from, to, &mut out);
+        n += 1;
+    }
+    out
+}
+
+/// SIGKILL to the daemon's parent and every process of its tree at once,
+/// as a crash would.
+pub fn sigkill_tree(d: Daemon) {
+    let tree = super::descendants_of(d.pid);
+    let _ = smtpd::sys::process::kill(d.pid, libc::SIGKILL);
+    for p in tree {
+        let _ = smtpd::sys::process::kill(p.pid, libc::SIGKILL);
+    }
+    drop(d);
 }
