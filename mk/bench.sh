@@ -533,21 +533,27 @@ spool_tmpfs_at() { # dir
 	mount -t tmpfs -o size=4g,mode=755 tmpfs "$1" || return 1
 	echo "(BENCH_SPOOL=tmpfs: the spools are in memory, nothing reaches a disk)"
 }
-spool_tmpfs() { spool_tmpfs_at "$dir/tput/spools"; }
-if [ -x /usr/sbin/smtp-source ]; then
-	! mountpoint -q "$dir/tput/spools" 2>/dev/null || umount "$dir/tput/spools"
-	rm -rf "$dir/tput"
-	mkdir -p "$dir/tput/logs" "$dir/tput/spools"
-	spool_tmpfs || { echo "bench: cannot mount a tmpfs on $dir/tput/spools" >&2; exit 1; }
+# Each run of `run` (tput_run, dlv_run) at concurrency 10 then 50,
+# BENCH_RUNS times, the servers taking turns.
+each_run() { # run server...
+	run=$1
+	shift
 	for c in 10 50; do
 		r=1
 		while [ "$r" -le "$runs" ]; do
-			for s in $tservers; do
-				tput_run "$s" "$c" "$r"
+			for s in "$@"; do
+				"$run" "$s" "$c" "$r"
 			done
 			r=$((r + 1))
 		done
 	done
+}
+if [ -x /usr/sbin/smtp-source ]; then
+	! mountpoint -q "$dir/tput/spools" 2>/dev/null || umount "$dir/tput/spools"
+	rm -rf "$dir/tput"
+	mkdir -p "$dir/tput/logs" "$dir/tput/spools"
+	spool_tmpfs_at "$dir/tput/spools" || { echo "bench: cannot mount a tmpfs on $dir/tput/spools" >&2; exit 1; }
+	each_run tput_run $tservers
 	[ "${BENCH_SPOOL:-disk}" = tmpfs ] ||
 	    echo "(durability at the 250 after DATA: smtpd fsyncs the message and its envelope," \
 	    "in batches across sessions; OpenSMTPD 6.8 fsyncs nothing; postfix fsyncs its queue file)"
@@ -627,15 +633,7 @@ if [ -x /usr/sbin/smtp-source ] && sh "$(dirname "$0")/testusers.sh" &&
 	done
 	chmod 755 "$dlv_libexec" "$dlv_libexec"/*
 	mode=deliver
-	for c in 10 50; do
-		r=1
-		while [ "$r" -le "$runs" ]; do
-			for s in $dlv_servers; do
-				dlv_run "$s" "$c" "$r"
-			done
-			r=$((r + 1))
-		done
-	done
+	each_run dlv_run $dlv_servers
 	mode=relay
 	rm -rf "$dlv_libexec" "$dlv_home/Maildir"
 	dlv_libexec=""

@@ -18,7 +18,7 @@ use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use common::dovecot::Dovecot;
-use common::smtp::{code, sigkill_tree, start_with_env, stream_messages, Client};
+use common::smtp::{code, queue_is_empty, sigkill_tree, start_with_env, stream_messages, Client};
 use common::{
     deliveries, field, poll_until, skip_unless_test_users, user, wait_deliveries, Daemon, TestDir,
 };
@@ -292,11 +292,7 @@ fn maildir_delivery_keeps_every_header_and_byte_as_a_reader_sees_them() {
     assert_eq!(meta.mode() & 0o077, 0, "{:o}", meta.mode());
     // Delivered, so gone from the queue.
     assert!(
-        poll_until(Duration::from_secs(5), || common::smtp::queued(
-            &dir.spool()
-        )
-        .iter()
-        .all(|(_, files)| files.is_empty())),
+        poll_until(Duration::from_secs(5), || queue_is_empty(&dir.spool())),
         "{:?}",
         common::smtp::queued(&dir.spool())
     );
@@ -835,11 +831,7 @@ fn accepted_mail_is_delivered_after_sigkill_of_the_whole_tree() {
     }
     // A daemon on that spool delivers whatever is left.
     let d = start(&dir, conf, &[]);
-    let drained = poll_until(Duration::from_secs(90), || {
-        common::smtp::queued(&dir.spool())
-            .iter()
-            .all(|(_, files)| files.is_empty())
-    });
+    let drained = poll_until(Duration::from_secs(90), || queue_is_empty(&dir.spool()));
     assert!(drained, "the queue never emptied:\n{}", d.stderr());
     let mut count: std::collections::HashMap<usize, usize> = Default::default();
     for m in read_box("maildir", &maildir) {
@@ -1071,11 +1063,7 @@ fn a_failing_delivery_warns_at_the_interval_then_bounces_at_expiry() {
     );
     // The original went at expiry, the reports once delivered.
     assert!(
-        poll_until(Duration::from_secs(10), || common::smtp::queued(
-            &dir.spool()
-        )
-        .iter()
-        .all(|(_, f)| f.is_empty())),
+        poll_until(Duration::from_secs(10), || queue_is_empty(&dir.spool())),
         "{:?}",
         common::smtp::queued(&dir.spool())
     );
@@ -1143,9 +1131,7 @@ fn a_permanent_failure_bounces_once_and_a_bounce_never_bounces() {
         deliveries(&d)
     );
     assert!(
-        common::smtp::queued(&dir.spool())
-            .iter()
-            .all(|(_, f)| f.is_empty()),
+        queue_is_empty(&dir.spool()),
         "{:?}",
         common::smtp::queued(&dir.spool())
     );

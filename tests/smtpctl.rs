@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::smtp::{code, queued, send_message, start_with_args, Client};
+use common::smtp::{code, queue_is_empty, queued, send_message, start_with_args, Client};
 use common::{poll_until, skip_unless_root, user, Daemon, TestDir};
 use smtpd::ipc::mproc::ImsgType;
 
@@ -400,9 +400,9 @@ fn show_queue_schedule_remove_and_envelope_pauses_act_on_real_envelopes() {
     );
     assert_eq!(run(&["remove", "all"]), "3 envelopes removed\n");
     assert!(poll_until(Duration::from_secs(5), || show_queue(&dir, &[]).is_empty()));
-    assert!(poll_until(Duration::from_secs(5), || queued(&dir.spool())
-        .iter()
-        .all(|(_, f)| f.is_empty())));
+    assert!(poll_until(Duration::from_secs(5), || queue_is_empty(
+        &dir.spool()
+    )));
 }
 
 #[test]

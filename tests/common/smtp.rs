@@ -123,6 +123,12 @@ pub fn queued(spool: &Path) -> Vec<(PathBuf, Vec<String>)> {
     out
 }
 
+/// Whether the spool's queue/ holds no message any more (the empty
+/// bucket directories a message leaves do not count).
+pub fn queue_is_empty(spool: &Path) -> bool {
+    queued(spool).iter().all(|(_, files)| files.is_empty())
+}
+
 /// One transaction; `body` ends with CRLF, the dot line is added.
 pub fn send_message(c: &mut Client, from: &str, to: &str, body: &str) -> String {
     assert_eq!(code(&c.cmd(&format!("MAIL FROM:<{from}>"))), "250");
