@@ -131,15 +131,13 @@ fn start(dir: &TestDir, ns: bool) -> Daemon {
         .replace("@PORT@", &dir.port.to_string())
         .replace("@DIR@", &dir.path.display().to_string());
     fs::write(dir.conf(), conf).unwrap();
-    let resolv = dir.path.join("resolv.conf");
-    fs::write(&resolv, "lookup file\n").unwrap();
     let lib = dir.path.join("libexec");
     let binds = [
         (dir.path.join("sbin"), PathBuf::from(parent(PATH_SMTPCTL))),
         (dir.path.join("run"), PathBuf::from(parent(SMTPD_SOCKET))),
     ];
     let mut d = Daemon::start_with(dir, &smtpd_bin(), &dir.foreground_args(), |cmd| {
-        cmd.env("ASR_CONFIG", &resolv).env("SMTPD_LIBEXEC", &lib);
+        cmd.env("SMTPD_LIBEXEC", &lib);
         if ns {
             smtpd::sys::testing::mount_ns_pre_exec(cmd, &binds, None).unwrap();
         }

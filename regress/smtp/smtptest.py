@@ -470,6 +470,11 @@ class Daemon:
             os.mkdir(self.spool, 0o711)
             os.chmod(self.spool, 0o711)
         os.chmod(self.tmp, 0o755)
+        # The hosts file only: a scenario must not wait on whatever name
+        # server this machine has (CI once lost a reverse lookup of
+        # 127.0.0.1 there, and with it a banner).
+        with open(os.path.join(self.tmp, "resolv.conf"), "w") as f:
+            f.write("lookup file\n")
         for name in os.listdir(os.path.join(HERE, "files")):
             with open(os.path.join(HERE, "files", name)) as f:
                 text = f.read()
@@ -524,6 +529,7 @@ class Daemon:
         e = dict(os.environ)
         e["LC_ALL"] = "C"
         e["TZ"] = "UTC"
+        e["ASR_CONFIG"] = os.path.join(self.tmp, "resolv.conf")
         if not self.opts.ref:
             e["SMTPD_SPOOL"] = self.spool
             e["SMTPD_SOCKET"] = os.path.join(self.rundir, "smtpd.sock")

@@ -32,12 +32,9 @@ pub fn start_with_env(
     if let Some(c) = conf {
         fs::write(dir.conf(), c.replace("@PORT@", &dir.port.to_string())).unwrap();
     }
-    let resolv = dir.path.join("resolv.conf");
-    fs::write(&resolv, "lookup file\n").unwrap();
     let mut args = dir.foreground_args();
     args.extend(extra.iter().map(|a| a.to_string()));
     let mut d = Daemon::start_with(dir, &smtpd_bin(), &args, |cmd| {
-        cmd.env("ASR_CONFIG", &resolv);
         for (k, v) in vars {
             cmd.env(k, v);
         }
