@@ -31,7 +31,7 @@ use crate::smtpd::{
     SMTPD_MTA_PAUSED, SMTPD_SMTP_PAUSED,
 };
 use crate::sys::process::{exit_now, umask};
-use crate::sys::socket::getpeereid;
+use crate::sys::socket::{getdtablecount, getdtablecount_init, getdtablesize, getpeereid};
 use crate::util::log::{log_getverbose, log_trace_verbose, profiling, set_profiling, tracing};
 use crate::util::stat_backend::{StatKv, StatValue};
 use crate::util::stat_ramstat::Ramstat;
@@ -46,6 +46,12 @@ const CLIENT_KEY_BASE: u64 = 1 << 32;
 /// an smtpctl of another version is told, not misunderstood.
 pub const IMSG_VERSION: u32 = 16;
 
+/// Descriptors kept free: below this many, no client is accepted.
+const CONTROL_FD_RESERVE: usize = 5;
+/// Clients one uid may have at once: the socket is world-writable, and
+/// one local user must not take every descriptor of the process.
+const CONTROL_MAXCONN_PER_CLIENT: usize = 32;
+
 /// The control process's state.
 pub struct Control {
     peers: Peers,
@@ -53,6 +59,8 @@ pub struct Control {
     ev_listen: Option<EventId>,
     /// Connected smtpctl clients, by key.
     ctl_conns: BTreeMap<u64, CtlConn>,
+    /// How many clients each uid has (C's ctl_count).
+    ctl_count: BTreeMap<u32, usize>,
     next_key: u64,
     /// The counters (stat_ramstat.c) and their digest for `monitor`.
     stats: Ramstat,
@@ -272,6 +280,8 @@ pub fn control(mut peers: Peers, listener: UnixListener, backend_stat: &str) -> 
     if backend_stat != "ram" {
         fatalx!("could not find stat backend \"{backend_stat}\"");
     }
+    // Descriptors are counted in /proc/self, out of the chroot's reach.
+    getdtablecount_init();
     child_privdrop(
         "control",
         &[SMTPD_USER],
@@ -296,6 +306,7 @@ pub fn control(mut peers: Peers, listener: UnixListener, backend_stat: &str) -> 
         listener,
         ev_listen: None,
         ctl_conns: BTreeMap::new(),
+        ctl_count: BTreeMap::new(),
         next_key: CLIENT_KEY_BASE,
         sc_flags: env().sc_flags | SMTPD_MTA_PAUSED,
         stats: Ramstat::init(env().sc_uptime),
@@ -330,7 +341,8 @@ fn control_listen(s: &mut Control, base: &mut EventBase<Control>) {
 }
 
 /// control_accept(): one client, as a channel of its own, with the uid
-/// of the process that connected.
+/// of the process that connected. Out of descriptors, accepting stops
+/// until a client leaves.
 fn control_accept(
     s: &mut Control,
     base: &mut EventBase<Control>,
@@ -338,8 +350,14 @@ fn control_accept(
     _ev: EvFlags,
     _arg: u64,
 ) {
+    if control_fds_left() < CONTROL_FD_RESERVE {
+        return control_pause_accept(s, base);
+    }
     let stream = match s.listener.accept() {
         Ok((stream, _)) => stream,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENFILE | libc::EMFILE)) => {
+            return control_pause_accept(s, base);
+        }
         Err(e) if e.kind() == ErrorKind::WouldBlock => return,
         Err(e) => {
             log_warn!(e, "warn: control_accept: accept");
@@ -353,23 +371,72 @@ fn control_accept(
             return;
         }
     };
-    let key = s.next_key;
-    s.next_key = if s.next_key - CLIENT_KEY_BASE >= u64::from(u32::MAX) {
-        CLIENT_KEY_BASE
-    } else {
-        s.next_key + 1
-    };
+    let count = s.ctl_count.entry(euid).or_insert(0);
+    if *count == CONTROL_MAXCONN_PER_CLIENT {
+        log_warnx!("warn: too many connections to control socket from user with uid {euid}");
+        return;
+    }
+    *count += 1;
+    let key = control_next_key(s);
     let mut mproc = mproc_init(OwnedFd::from(stream), ProcType::PROC_CLIENT, "client", 0);
     mproc_enable(base, &mut mproc, key);
     s.ctl_conns.insert(key, CtlConn { mproc, euid });
     s.stats.increment("control.session", 1);
 }
 
-/// control_close(): forgets a client.
+/// The key of a new client: the next one no client holds.
+fn control_next_key(s: &mut Control) -> u64 {
+    loop {
+        let key = s.next_key;
+        s.next_key = if key - CLIENT_KEY_BASE >= u64::from(u32::MAX) {
+            CLIENT_KEY_BASE
+        } else {
+            key + 1
+        };
+        if !s.ctl_conns.contains_key(&key) {
+            return key;
+        }
+    }
+}
+
+/// Descriptors the process may still open.
+fn control_fds_left() -> usize {
+    getdtablesize()
+        .unwrap_or(0)
+        .saturating_sub(getdtablecount().unwrap_or(usize::MAX / 2))
+}
+
+fn control_pause_accept(s: &mut Control, base: &mut EventBase<Control>) {
+    log_warnx!("warn: ctl client limit hit, disabling new connections");
+    if let Some(ev) = s.ev_listen {
+        base.event_del(ev);
+    }
+}
+
+/// control_close(): forgets a client, and accepts again if descriptors
+/// had run out.
 fn control_close(s: &mut Control, base: &mut EventBase<Control>, key: u64) {
-    if let Some(c) = s.ctl_conns.remove(&key) {
-        mproc_clear(base, c.mproc);
-        s.stats.decrement("control.session", 1);
+    let Some(c) = s.ctl_conns.remove(&key) else {
+        return;
+    };
+    if let Some(n) = s.ctl_count.get_mut(&c.euid) {
+        *n -= 1;
+        if *n == 0 {
+            s.ctl_count.remove(&c.euid);
+        }
+    }
+    mproc_clear(base, c.mproc);
+    s.stats.decrement("control.session", 1);
+    if control_fds_left() < CONTROL_FD_RESERVE {
+        return;
+    }
+    if let Some(ev) = s.ev_listen {
+        if !base.event_pending(ev) {
+            log_warnx!("warn: re-enabling ctl connections");
+            if let Err(e) = base.event_add(ev, None) {
+                fatal!(e, "control_close: event_add");
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::smtp::{code, queue_is_empty, queued, send_message, start_with_args, Client};
@@ -612,4 +612,89 @@ fn a_client_passing_descriptors_is_dropped_and_the_daemon_serves_on() {
         err(&o)
     );
     assert!(!d.stderr().contains("fatal"), "{}", d.stderr());
+}
+
+#[test]
+fn one_user_may_hold_only_32_control_connections() {
+    if skip_unless_root("one_user_may_hold_only_32_control_connections") {
+        return;
+    }
+    let dir = TestDir::new("ctl-count");
+    let d = start(&dir, &[]);
+    let (nobody, _) = user("nobody");
+    // 40 clients at once, as nobody: each asks something it may not have
+    // and prints what comes back, a refusal or the end of the stream.
+    let py = format!(
+        "import socket, struct, sys\n\
+         socks = []\n\
+         for i in range(40):\n\
+         \x20   s = socket.socket(socket.AF_UNIX)\n\
+         \x20   s.connect(sys.argv[1])\n\
+         \x20   socks.append(s)\n\
+         for s in socks:\n\
+         \x20   s.settimeout(5)\n\
+         \x20   try:\n\
+         \x20       s.sendall(struct.pack('=IIII', {IMSG_CTL_PAUSE_MDA}, 16, {IMSG_VERSION}, 0))\n\
+         \x20       h = s.recv(16)\n\
+         \x20   except OSError:\n\
+         \x20       h = b''\n\
+         \x20   print(struct.unpack('=IIII', h)[0] if len(h) == 16 else 'closed')\n\
+         sys.stdout.flush()\n\
+         sys.stdin.read()\n"
+    );
+    let mut held = Command::new("python3")
+        .args(["-c", &py])
+        .arg(dir.socket())
+        .uid(nobody)
+        .gid(nobody)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut r = std::io::BufReader::new(held.stdout.take().unwrap());
+    for _ in 0..40 {
+        let mut l = String::new();
+        std::io::BufRead::read_line(&mut r, &mut l).unwrap();
+        lines.push(l.trim().to_string());
+    }
+    let refused = lines
+        .iter()
+        .filter(|l| **l == IMSG_CTL_FAIL.to_string())
+        .count();
+    let closed = lines.iter().filter(|l| *l == "closed").count();
+    assert_eq!((refused, closed), (32, 8), "{lines:?}");
+    // Root is another user: still served while nobody holds 32.
+    let o = smtpctl(&dir, &["show", "status"], None);
+    assert_eq!(
+        out(&o),
+        "MDA running\nMTA paused\nSMTP running\n",
+        "{}",
+        err(&o)
+    );
+    assert!(
+        d.stderr().contains(&format!(
+            "too many connections to control socket from user with uid {nobody}"
+        )),
+        "{}",
+        d.stderr()
+    );
+    // Once they are gone, nobody may connect again.
+    drop(held.stdin.take());
+    held.wait().unwrap();
+    let py1 = format!(
+        "import socket, struct, sys\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.connect(sys.argv[1])\n\
+         s.sendall(struct.pack('=IIII', {IMSG_CTL_PAUSE_MDA}, 16, {IMSG_VERSION}, 0))\n\
+         print(struct.unpack('=IIII', s.recv(16))[0])\n"
+    );
+    let o = Command::new("python3")
+        .args(["-c", &py1])
+        .arg(dir.socket())
+        .uid(nobody)
+        .gid(nobody)
+        .output()
+        .unwrap();
+    assert_eq!(out(&o), format!("{IMSG_CTL_FAIL}\n"), "{}", err(&o));
 }
