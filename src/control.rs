@@ -597,6 +597,17 @@ fn control_admin(s: &mut Control, t: ImsgType, id: u32, imsg: &mut Imsg) -> Answ
             m_forward(s.peers.p(ProcType::PROC_QUEUE), imsg);
             Answer::Later
         }
+        // To lka, which reloads the table and answers this client.
+        IMSG_CTL_UPDATE_TABLE => {
+            // A C string shorter than LINE_MAX, or no request at all.
+            let nul = imsg.data.iter().position(|&b| b == 0);
+            if !matches!(nul, Some(n) if n < crate::defines::LINE_MAX) {
+                return Answer::Fail;
+            }
+            imsg.hdr.peerid = id;
+            m_forward(s.peers.p(ProcType::PROC_LKA), imsg);
+            Answer::Later
+        }
         // To the scheduler, which answers this client (its peerid).
         IMSG_CTL_LIST_MESSAGES
         | IMSG_CTL_LIST_ENVELOPES

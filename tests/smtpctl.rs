@@ -698,3 +698,98 @@ fn one_user_may_hold_only_32_control_connections() {
         .unwrap();
     assert_eq!(out(&o), format!("{IMSG_CTL_FAIL}\n"), "{}", err(&o));
 }
+
+/// Whether RCPT TO:<rcpt> is taken, in a new session.
+fn rcpt_taken(dir: &TestDir, rcpt: &str) -> bool {
+    let mut c = Client::connect(dir.port);
+    c.reply();
+    c.cmd("EHLO client.test");
+    assert_eq!(code(&c.cmd("MAIL FROM:<a@client.test>")), "250");
+    let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+    c.cmd("QUIT");
+    match code(&r) {
+        "250" => true,
+        "550" => false,
+        _ => panic!("RCPT TO:<{rcpt}>: {r}"),
+    }
+}
+
+#[test]
+fn update_table_reloads_a_file_table_and_keeps_it_when_the_file_is_bad() {
+    if skip_unless_root("update_table_reloads_a_file_table_and_keeps_it_when_the_file_is_bad") {
+        return;
+    }
+    let dir = TestDir::new("ctl-update");
+    let rcpts = dir.path.join("rcpts");
+    fs::write(&rcpts, "root@example.org\n").unwrap();
+    let aliases = dir.path.join("aliases");
+    fs::write(&aliases, "postmaster: root\n").unwrap();
+    let conf = format!(
+        "table rcpts file:{}\n\
+         table aliases file:{}\n\
+         listen on 127.0.0.1 port @PORT@\n\
+         action \"local\" mbox alias <aliases>\n\
+         match from any for domain \"example.org\" rcpt-to <rcpts> action \"local\"\n\
+         match from any for local action \"local\"\n",
+        rcpts.display(),
+        aliases.display()
+    );
+    let d = start_with_args(&dir, Some(&conf), &["-P", "mda"]);
+    assert!(rcpt_taken(&dir, "root@example.org"));
+    assert!(!rcpt_taken(&dir, "nobody@example.org"));
+    // Users that exist, so that only the table decides.
+    // The file alone changes nothing: the table is in memory.
+    fs::write(&rcpts, "root@example.org\nnobody@example.org\n").unwrap();
+    assert!(!rcpt_taken(&dir, "nobody@example.org"));
+    let o = smtpctl(&dir, &["update", "table", "rcpts"], None);
+    assert_eq!(out(&o), "command succeeded\n", "{}", err(&o));
+    assert!(o.status.success());
+    assert!(rcpt_taken(&dir, "nobody@example.org"));
+    assert!(d
+        .stderr()
+        .contains("info: Table \"rcpts\" successfully updated"));
+    // A table that does not exist.
+    let o = smtpctl(&dir, &["update", "table", "nosuch"], None);
+    assert_eq!(out(&o), "command failed\n");
+    assert!(!o.status.success());
+    assert!(d.stderr().contains("Lookup table not found: \"nosuch\""));
+    // Aliases too: a new alias is known after the update.
+    assert!(!rcpt_taken(&dir, "webmaster@localhost"));
+    fs::write(&aliases, "postmaster: root\nwebmaster: root\n").unwrap();
+    let o = smtpctl(&dir, &["update", "table", "aliases"], None);
+    assert_eq!(out(&o), "command succeeded\n", "{}", err(&o));
+    assert!(rcpt_taken(&dir, "webmaster@localhost"));
+    // A mapping with a key and no value: refused, the table as it was.
+    fs::write(&aliases, "postmaster: root\nhostmaster: root\nbroken\n").unwrap();
+    let o = smtpctl(&dir, &["update", "table", "aliases"], None);
+    assert_eq!(out(&o), "command failed\n");
+    assert!(d
+        .stderr()
+        .contains(&format!("{}:3: invalid map entry", aliases.display())));
+    assert!(d
+        .stderr()
+        .contains("info: Failed to update table \"aliases\""));
+    assert!(rcpt_taken(&dir, "webmaster@localhost"));
+    assert!(!rcpt_taken(&dir, "hostmaster@localhost"));
+    // newaliases has a running smtpd reload its aliases table.
+    fs::write(&aliases, "postmaster: root\nhostmaster: root\n").unwrap();
+    let newaliases = dir.path.join("newaliases");
+    std::os::unix::fs::symlink(SMTPCTL, &newaliases).unwrap();
+    let o = Command::new(&newaliases)
+        .arg("-f")
+        .arg(dir.conf())
+        .env("SMTPD_SOCKET", dir.socket())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out(&o),
+        format!("{}: 2 aliases\n", aliases.display()),
+        "{}",
+        err(&o)
+    );
+    assert!(rcpt_taken(&dir, "hostmaster@localhost"));
+    // Only root.
+    let (nobody, _) = user("nobody");
+    let o = smtpctl(&dir, &["update", "table", "rcpts"], Some(nobody));
+    assert_eq!(err(&o), "smtpctl: need root privileges\n");
+}

@@ -667,7 +667,8 @@ mod tests {
         let keys = |n: &str| {
             c.sc_tables_dict[n]
                 .static_entries()
-                .map(|(k, _)| k.to_string())
+                .into_iter()
+                .map(|(k, _)| k)
                 .collect::<Vec<_>>()
         };
         assert_eq!(keys("<localhost>"), ["127.0.0.1", "[::1]", "local"]);

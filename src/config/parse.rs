@@ -1316,9 +1316,10 @@ impl<'c> Parser<'c> {
         }
         let entries: Vec<String> = t
             .static_entries()
+            .into_iter()
             .map(|(k, v)| match v {
                 Some(v) => format!("{k} = {v}"),
-                None => k.to_string(),
+                None => k,
             })
             .collect();
         format!("table {{ {} }}", entries.join(", "))
@@ -1356,12 +1357,13 @@ impl<'c> Parser<'c> {
     fn check_regex_table(&mut self, name: &str, l: Loc) {
         let bad: Vec<(String, String)> = self.conf.sc_tables_dict[name]
             .static_entries()
+            .into_iter()
             .filter_map(|(k, _)| {
                 let (pat, icase) = match k.strip_prefix("(?i)") {
                     Some(p) => (p, true),
-                    None => (k, false),
+                    None => (k.as_str(), false),
                 };
-                Regex::new(pat, icase).err().map(|e| (k.to_string(), e))
+                Regex::new(pat, icase).err().map(|e| (k.clone(), e))
             })
             .collect();
         for (k, e) in bad {
@@ -1680,9 +1682,9 @@ impl<'c> Parser<'c> {
     fn check_relay_urls(&mut self, name: &str, l: Loc, values: bool) {
         let bad: Vec<String> = self.conf.sc_tables_dict[name]
             .static_entries()
-            .map(|(k, v)| if values { v.unwrap_or("") } else { k })
+            .into_iter()
+            .map(|(k, v)| if values { v.unwrap_or_default() } else { k })
             .filter(|u| text_to_relayhost(u).is_none())
-            .map(str::to_string)
             .collect();
         for u in bad {
             self.warn_at(

@@ -77,8 +77,8 @@ fn table_ref(conf: &Smtpd, name: &str) -> String {
 }
 
 fn table_inline(t: &Table) -> String {
-    let entries: Vec<(&str, Option<&str>)> = t.static_entries().collect();
-    if let [(k, None)] = entries[..] {
+    let entries = t.static_entries();
+    if let [(k, None)] = &entries[..] {
         return word(k);
     }
     let items: Vec<String> = entries
@@ -330,6 +330,7 @@ fn is_internal_table(name: &str) -> bool {
 fn table_braces(t: &Table) -> String {
     let items: Vec<String> = t
         .static_entries()
+        .iter()
         .map(|(k, v)| match v {
             Some(v) => format!("{} = {}", word(k), word(v)),
             None => word(k),

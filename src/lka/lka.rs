@@ -7,7 +7,7 @@
 //! the narrowing of its pledge once configured, and the lookups it
 //! resolves for the dispatcher (resolver.c and dns.c).
 
-use crate::config::config::config_peer;
+use crate::config::config::{config_peer, env};
 use crate::dispatcher::mda::{userinfo_encode, USERINFO_SIZE};
 use crate::dns::asr::Asr;
 use crate::dns::dns::{dns_imsg, Dns, DnsOwner};
@@ -17,8 +17,8 @@ use crate::io::event::{EvFlags, EventBase};
 use crate::ipc::imsg::imsg_get_fd;
 use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::{
-    m_add_data, m_add_id, m_add_int, m_add_string, m_close, m_create, m_end, m_get_envelope,
-    m_get_id, m_get_mailaddr, m_get_sockaddr, m_get_string, m_msg,
+    m_add_data, m_add_id, m_add_int, m_add_string, m_close, m_compose, m_create, m_end,
+    m_get_envelope, m_get_id, m_get_mailaddr, m_get_sockaddr, m_get_string, m_msg,
 };
 use crate::ipc::mproc::{mproc_disable, mproc_enable, ImsgType, ProcType};
 use crate::lka::forward::ForwardReq;
@@ -102,6 +102,7 @@ fn lka_imsg(s: &mut Lka, base: &mut EventBase<Lka>, from: ProcType, imsg: Option
             let fd = imsg_get_fd(&mut imsg);
             lka_session_forward_reply(s, &fwreq, fd);
         }
+        Some(IMSG_CTL_UPDATE_TABLE) => lka_imsg_update_table(s, &imsg),
         Some(ImsgType::IMSG_CONF_START) => {}
         Some(ImsgType::IMSG_CONF_END) => {
             // Filter and table processes are started by now: lka needs
@@ -117,6 +118,33 @@ fn lka_imsg(s: &mut Lka, base: &mut EventBase<Lka>, from: ProcType, imsg: Option
         }
         _ => fatalx!("lka_imsg: unexpected {} imsg", imsg_to_str(imsg.hdr.type_)),
     }
+}
+
+/// IMSG_CTL_UPDATE_TABLE: `smtpctl update table NAME` reloads a table;
+/// the answer goes back to the client through control.
+fn lka_imsg_update_table(s: &mut Lka, imsg: &Imsg) {
+    let name = imsg.data.split(|&b| b == 0).next().unwrap_or_default();
+    let name = String::from_utf8_lossy(name);
+    let ok = match crate::table::table::table_find(env(), &name) {
+        Some(t) => crate::table::table::table_update(t),
+        None => {
+            log_warnx!("warn: Lookup table not found: \"{name}\"");
+            false
+        }
+    };
+    let t = if ok {
+        ImsgType::IMSG_CTL_OK
+    } else {
+        ImsgType::IMSG_CTL_FAIL
+    };
+    m_compose(
+        s.peers.p(ProcType::PROC_CONTROL),
+        t,
+        imsg.hdr.peerid,
+        0,
+        None,
+        &[],
+    );
 }
 
 /// IMSG_SMTP_CHECK_SENDER: may the authenticated user send as this

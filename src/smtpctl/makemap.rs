@@ -104,7 +104,11 @@ pub fn makemap_main(args: Vec<String>) -> i32 {
         Some("newaliases") => ProgMode::Newaliases,
         _ => ProgMode::Makemap,
     };
-    makemap(mode, &args)
+    let r = makemap(mode, &args);
+    if mode == ProgMode::Newaliases {
+        super::smtpctl::newaliases_notify();
+    }
+    r
 }
 
 /// makemap(): `args` with the program name first.

@@ -142,6 +142,26 @@ fn srv_or_exit() -> Srv {
     srv_connect().unwrap_or_else(|| errx("smtpd doesn't seem to be running"))
 }
 
+/// do_update_table(): lka reloads the table; the answer says whether it
+/// could.
+fn do_update_table(name: &str) -> i32 {
+    let mut srv = srv_or_exit();
+    let mut data = name.as_bytes().to_vec();
+    data.push(0);
+    srv_send(&mut srv, ImsgType::IMSG_CTL_UPDATE_TABLE, &data);
+    srv_check_result(&mut srv, true)
+}
+
+/// After newaliases, a running smtpd reloads its `aliases` table, which
+/// matters when that table is a file read into memory; the answer is not
+/// reported, as in C.
+pub(crate) fn newaliases_notify() {
+    if let Some(mut srv) = srv_connect() {
+        srv_send(&mut srv, ImsgType::IMSG_CTL_UPDATE_TABLE, b"aliases\0");
+        srv_check_result(&mut srv, false);
+    }
+}
+
 /// do_show_status().
 fn do_show_status() -> i32 {
     let mut srv = srv_or_exit();
@@ -646,6 +666,7 @@ fn cmd_run(words: &[String]) -> i32 {
         "resume mta" => srv_command(ImsgType::IMSG_CTL_RESUME_MTA),
         "resume smtp" => srv_command(ImsgType::IMSG_CTL_RESUME_SMTP),
         "show status" => do_show_status(),
+        "update table <str>" => do_update_table(arg(2)),
         "show stats" => do_show_stats(),
         "monitor" => do_monitor(),
         "discover <id>" => do_discover(arg(1)),

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::{Arc, RwLock};
 
 use bitflags::bitflags;
 
@@ -71,6 +72,9 @@ bitflags! {
 pub type TableConfigFn = fn(&mut Table) -> Result<(), String>;
 /// A backend's insertion of one inline entry.
 pub type TableAddFn = fn(&mut Table, &str, Option<&str>) -> bool;
+/// Reloads the table's source for `smtpctl update table`; false when the
+/// new source cannot be read, the old content then staying in use.
+pub type TableUpdateFn = fn(&Table) -> bool;
 /// A backend's lookup of a lowercased key: `Ok(Some(value))` when found,
 /// `Ok(None)` when not. `want_value` is false for a match (C's NULL
 /// `dst`), and the value is then unused. `conf` is the configuration C
@@ -87,8 +91,8 @@ pub type TableLookupFn = fn(
 pub type TableFetchFn =
     fn(st: &mut TableState, t: &Table, kind: TableService) -> io::Result<Option<String>>;
 
-/// struct table_backend, with the hooks so far ported (dump, open,
-/// update and close arrive with the dynamic backends).
+/// struct table_backend, with the hooks so far ported (dump, open and
+/// close arrive with the proc backend).
 #[derive(Debug)]
 pub struct TableBackend {
     pub name: &'static str,
@@ -97,27 +101,31 @@ pub struct TableBackend {
     pub config: Option<TableConfigFn>,
     /// Adds one entry to a table declared inline.
     pub add: Option<TableAddFn>,
+    pub update: Option<TableUpdateFn>,
     pub lookup: Option<TableLookupFn>,
     pub fetch: Option<TableFetchFn>,
 }
 
 /// The run-time state of the tables of one process, which C keeps behind
 /// each table's t_handle: so far the fetch cursors of static tables.
-/// This is where the db handles, the proc tables' connections and the
-/// tables reloaded by `smtpctl update table` will live (and lookups will
-/// then take it as well), since the configuration itself never changes.
+/// This is where the proc tables' connections will live. (What `smtpctl
+/// update table` reloads is behind the static table's own handle: only
+/// lka looks tables up, and it alone ever reloads one.)
 #[derive(Clone, Debug, Default)]
 pub struct TableState {
     /// Table name -> the key table_fetch returned last.
     pub(crate) fetch_cursors: HashMap<String, String>,
 }
 
-/// Backend-private state (C's `t_handle`).
+/// Backend-private state (C's `t_handle`). A static table's entries are
+/// shared and locked, as `smtpctl update table` replaces them in a
+/// configuration that is otherwise read-only; each process is single-
+/// threaded, so the lock is never contended.
 #[derive(Clone, Debug, Default)]
 pub enum TableHandle {
     #[default]
     None,
-    Static(table_static::TableStaticPriv),
+    Static(Arc<RwLock<table_static::TableStaticPriv>>),
 }
 
 /// struct table.
@@ -349,6 +357,15 @@ pub fn table_add(t: &mut Table, key: &str, val: Option<&str>) -> bool {
     }
 }
 
+/// table_update(): reloads the table's source; a backend without an
+/// update hook has nothing to reload.
+pub fn table_update(t: &Table) -> bool {
+    match t.t_backend.update {
+        Some(update) => update(t),
+        None => true,
+    }
+}
+
 /// table_check_type().
 pub fn table_check_type(t: &Table, mask: TableType) -> bool {
     t.t_type.intersects(mask)
@@ -366,14 +383,16 @@ pub fn table_check_use(t: &Table, tmask: TableType, smask: TableService) -> bool
 }
 
 impl Table {
-    /// The entries of a static table, in key order (empty for others).
-    pub fn static_entries(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
-        let dict = match &self.t_handle {
-            TableHandle::Static(priv_) => Some(&priv_.dict),
-            TableHandle::None => None,
-        };
-        dict.into_iter()
-            .flat_map(|d| d.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
+    /// The entries of a static table, in key order (none for others).
+    pub fn static_entries(&self) -> Vec<(String, Option<String>)> {
+        match &self.t_handle {
+            TableHandle::Static(priv_) => table_static::table_static_priv(priv_)
+                .dict
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            TableHandle::None => Vec::new(),
+        }
     }
 
     /// Whether the table was declared inline (a `{ ... }` list or a lone

@@ -28,6 +28,7 @@ pub static TABLE_BACKEND_DB: TableBackend = TableBackend {
     services: super::table_static::TABLE_BACKEND_STATIC.services,
     config: Some(table_db_config),
     add: None,
+    update: Some(table_db_update),
     lookup: Some(table_db_lookup),
     fetch: Some(table_db_fetch),
 };
@@ -41,6 +42,18 @@ fn table_db_config(t: &mut Table) -> Result<(), String> {
     table_db_open2(t)
         .map(drop)
         .map_err(|e| format!("{}: {}", t.t_config, strerror(&e)))
+}
+
+/// table_db_update(): `smtpctl update table`. Every lookup opens the
+/// database afresh, so there is nothing to swap: the map need only open.
+fn table_db_update(t: &Table) -> bool {
+    match table_db_open2(t) {
+        Ok(_) => true,
+        Err(e) => {
+            log_warnx!("warn: {}: {}", t.t_config, strerror(&e));
+            false
+        }
+    }
 }
 
 /// table_db_open2(): the table's database, read-only. makemap can write

@@ -13,6 +13,7 @@ pub static TABLE_BACKEND_GETPWNAM: TableBackend = TableBackend {
     services: TableService::K_USERINFO,
     config: Some(table_getpwnam_config),
     add: None,
+    update: None,
     lookup: Some(table_getpwnam_lookup),
     fetch: None,
 };

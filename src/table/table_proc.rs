@@ -10,6 +10,7 @@ pub static TABLE_BACKEND_PROC: TableBackend = TableBackend {
     services: TableService::K_ANY,
     config: None,
     add: None,
+    update: None,
     lookup: None,
     fetch: None,
 };

@@ -1,11 +1,12 @@
 //! table_static.c: tables held in memory, declared inline in smtpd.conf or
 //! read from a table(5) file (OpenSMTPD table_static.c 1.35): loading,
-//! lookups and fetches. dump, update, open and close arrive with
-//! `smtpctl update table`.
+//! reloading (`smtpctl update table`), lookups and fetches. There is no
+//! dump, open or close: nothing here needs them before the proc backend.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead};
 use std::ops::Bound;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use crate::config::config::Smtpd;
 use crate::util::util::{parse_table_line, TableFileType, TableLine};
@@ -31,6 +32,7 @@ pub static TABLE_BACKEND_STATIC: TableBackend = TableBackend {
         .union(TableService::K_REGEX),
     config: Some(table_static_config),
     add: Some(table_static_add),
+    update: Some(table_static_update),
     lookup: Some(table_static_lookup),
     fetch: Some(table_static_fetch),
 };
@@ -77,9 +79,16 @@ fn table_static_priv_load(priv_: &mut TableStaticPriv, path: &str) -> Result<(),
     Ok(())
 }
 
-/// table_static_config(): loads the table's file, if it has one.
+/// table_static_config(): loads the table's file, if it has one. A table
+/// already loaded is reloaded only when it has a file; if that fails, it
+/// keeps what it had.
 fn table_static_config(t: &mut Table) -> Result<(), String> {
-    if matches!(t.t_handle, TableHandle::Static(_)) && t.t_config.is_empty() {
+    if let TableHandle::Static(priv_) = &t.t_handle {
+        if t.t_config.is_empty() {
+            return Ok(());
+        }
+        let ty = table_static_reload(priv_, &t.t_config)?;
+        t.t_type = ty;
         return Ok(());
     }
     let mut priv_ = TableStaticPriv {
@@ -90,8 +99,53 @@ fn table_static_config(t: &mut Table) -> Result<(), String> {
         table_static_priv_load(&mut priv_, &t.t_config)?;
     }
     t.t_type = priv_.ty;
-    t.t_handle = TableHandle::Static(priv_);
+    t.t_handle = TableHandle::Static(Arc::new(RwLock::new(priv_)));
     Ok(())
+}
+
+/// Reads `path` again into a new set of entries, of the table's current
+/// shape, and puts them in place of the old ones; returns the shape.
+fn table_static_reload(priv_: &RwLock<TableStaticPriv>, path: &str) -> Result<TableType, String> {
+    let mut new = TableStaticPriv {
+        ty: table_static_priv(priv_).ty,
+        dict: BTreeMap::new(),
+    };
+    table_static_priv_load(&mut new, path)?;
+    let ty = new.ty;
+    *priv_.write().unwrap_or_else(|e| e.into_inner()) = new;
+    Ok(ty)
+}
+
+/// table_static_update(): `smtpctl update table`. An inline table has no
+/// file and nothing to reload.
+fn table_static_update(t: &Table) -> bool {
+    let r = match &t.t_handle {
+        TableHandle::Static(priv_) if !t.t_config.is_empty() => {
+            table_static_reload(priv_, &t.t_config).map(drop)
+        }
+        TableHandle::Static(_) => Ok(()),
+        TableHandle::None => Err("not loaded".to_string()),
+    };
+    match r {
+        Ok(()) => {
+            log_info!("info: Table \"{}\" successfully updated", t.t_name);
+            true
+        }
+        Err(e) => {
+            log_warnx!("warn: {e}");
+            log_info!("info: Failed to update table \"{}\"", t.t_name);
+            false
+        }
+    }
+}
+
+/// The entries of a static table, for reading. A lock poisoned by a panic
+/// cannot happen in these single-threaded processes; its data is used as
+/// it is.
+pub(super) fn table_static_priv(
+    priv_: &RwLock<TableStaticPriv>,
+) -> RwLockReadGuard<'_, TableStaticPriv> {
+    priv_.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// table_static_add(): the first entry decides whether the table is a list
@@ -113,10 +167,11 @@ fn table_static_add(t: &mut Table, key: &str, val: Option<&str>) -> bool {
         return false;
     }
     let ty = t.t_type;
-    match &mut t.t_handle {
+    match &t.t_handle {
         TableHandle::Static(priv_) => {
+            let mut priv_ = priv_.write().unwrap_or_else(|e| e.into_inner());
             priv_.ty = ty;
-            table_static_priv_add(priv_, key, val);
+            table_static_priv_add(&mut priv_, key, val);
             true
         }
         TableHandle::None => false,
@@ -156,6 +211,7 @@ fn table_static_lookup(
     let TableHandle::Static(priv_) = &table.t_handle else {
         return Ok(None);
     };
+    let priv_ = table_static_priv(priv_);
     let delim = conf.sc_subaddressing_delim;
     let found = match table_static_keycmp(service) {
         Some(matches) => priv_.dict.iter().find(|(k, _)| matches(key, k, delim)),
@@ -179,6 +235,7 @@ fn table_static_fetch(
     let TableHandle::Static(priv_) = &table.t_handle else {
         return Ok(None);
     };
+    let priv_ = table_static_priv(priv_);
     let after = st.fetch_cursors.get(&table.t_name);
     let next = after
         .and_then(|last| {

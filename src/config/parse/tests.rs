@@ -303,7 +303,8 @@ fn file_tables_take_their_shape_from_the_first_entry() {
     assert_eq!(ty("list"), T::T_LIST);
     assert_eq!(ty("forced"), T::T_LIST);
     assert_eq!(ty("empty"), T::T_HASH);
-    let e: Vec<_> = c.sc_tables_dict["aliases"].static_entries().collect();
+    let e = c.sc_tables_dict["aliases"].static_entries();
+    let e: Vec<_> = e.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
     assert_eq!(e, [("postmaster", Some("root")), ("root", Some("alice"))]);
 }
 

@@ -21,7 +21,7 @@ fn inline_list_then_check_use() {
         TableService::K_ALIAS
     ));
     // Keys are stored lowercased, as lookups lowercase theirs.
-    assert_eq!(t.static_entries().next(), Some(("example.org", None)));
+    assert_eq!(t.static_entries(), [("example.org".to_string(), None)]);
 }
 
 #[test]
@@ -276,6 +276,7 @@ fn keys_match_per_service_first_in_key_order() {
         c.table_find("res")
             .unwrap()
             .static_entries()
+            .into_iter()
             .map(|(k, _)| k)
             .collect::<Vec<_>>(),
         ["(?i)^mx[0-9]\\.", "^[a-z]+$"]
