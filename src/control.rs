@@ -488,8 +488,9 @@ fn control_dispatch_ext(
             }
             control_smtp_session(s, id, euid)
         }
-        // The administrative commands are root's (C's "badcred").
-        _ if euid != 0 => Answer::Fail,
+        // The administrative commands are root's (C's "badcred"); other
+        // users may list and remove their own mail.
+        t if euid != 0 => control_user(s, t, id, euid, &mut imsg),
         Some(t) => control_admin(s, t, id, &mut imsg),
         None => Answer::Fail,
     };
@@ -519,6 +520,33 @@ fn control_smtp_session(s: &mut Control, id: u32, euid: u32) -> Answer {
         None,
         &euid.to_ne_bytes(),
     );
+    Answer::Later
+}
+
+/// The request of a user other than root (not in C, which refuses them
+/// all): the listing of the messages they submitted, and the listing
+/// and removal of those messages' envelopes. They go to the queue with
+/// the user's uid after them; it knows who submitted what, passes on to
+/// the scheduler what concerns the user's own mail and answers the rest.
+fn control_user(
+    s: &mut Control,
+    t: Option<ImsgType>,
+    id: u32,
+    euid: u32,
+    imsg: &mut Imsg,
+) -> Answer {
+    use ImsgType::*;
+    let want = match t {
+        Some(IMSG_CTL_LIST_MESSAGES) => 4,
+        Some(IMSG_CTL_LIST_ENVELOPES | IMSG_CTL_REMOVE) => 8,
+        _ => return Answer::Fail,
+    };
+    if imsg.data.len() != want {
+        return Answer::Fail;
+    }
+    imsg.data.extend_from_slice(&euid.to_ne_bytes());
+    imsg.hdr.peerid = id;
+    m_forward(s.peers.p(ProcType::PROC_QUEUE), imsg);
     Answer::Later
 }
 

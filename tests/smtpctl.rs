@@ -793,3 +793,138 @@ fn update_table_reloads_a_file_table_and_keeps_it_when_the_file_is_bad() {
     let o = smtpctl(&dir, &["update", "table", "rcpts"], Some(nobody));
     assert_eq!(err(&o), "smtpctl: need root privileges\n");
 }
+
+/// `smtpctl args` run as the user `name`, through the copy anyone can run.
+fn smtpctl_as(dir: &TestDir, name: &str, args: &[&str]) -> Output {
+    let (uid, gid) = user(name);
+    let mut cmd = Command::new(smtpctl_for(dir, Some(uid)));
+    cmd.args(args)
+        .env("SMTPD_SOCKET", dir.socket())
+        .env("SMTPD_SPOOL", dir.spool())
+        .uid(uid)
+        .gid(gid);
+    cmd.output().expect("run smtpctl")
+}
+
+/// A message to root submitted with sendmail by the user `name`.
+fn sendmail_as(dir: &TestDir, name: &str, subject: &str) {
+    let sendmail = dir.path.join("sendmail");
+    if !sendmail.exists() {
+        std::os::unix::fs::symlink(smtpctl_for(dir, Some(0)), &sendmail).unwrap();
+    }
+    let (uid, gid) = user(name);
+    let mut child = Command::new(&sendmail)
+        .arg("root")
+        .env("SMTPD_SOCKET", dir.socket())
+        .env("SMTPD_SPOOL", dir.spool())
+        .current_dir(&dir.path)
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("Subject: {subject}\n\nfrom {name}\n").as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "sendmail as {name}: {}", err(&o));
+}
+
+/// The `show queue` lines of `o`, split into their fields.
+fn queue_lines(o: &Output) -> Vec<Vec<String>> {
+    assert!(o.status.success(), "{}", err(o));
+    out(o)
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn a_user_sees_and_removes_only_the_mail_they_submitted() {
+    if skip_unless_root("a_user_sees_and_removes_only_the_mail_they_submitted") {
+        return;
+    }
+    let dir = TestDir::new("ctl-owner");
+    let _d = start(&dir, &["-P", "mda"]);
+    sendmail_as(&dir, "smtpdtest1", "one");
+    sendmail_as(&dir, "smtpdtest1", "two");
+    sendmail_as(&dir, "smtpdtest2", "three");
+    queue_one(&dir, "bob@example.org", "network", "x");
+    let all = show_queue(&dir, &[]);
+    assert_eq!(all.len(), 4, "{all:?}");
+    let evpid_of = |who: &str| -> Vec<String> {
+        let mut v: Vec<String> = all
+            .iter()
+            .filter(|l| l[4].starts_with(&format!("{who}@")))
+            .map(|l| l[0].clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let (mine, theirs, network) = (
+        evpid_of("smtpdtest1"),
+        evpid_of("smtpdtest2"),
+        evpid_of("bob"),
+    );
+    assert_eq!(
+        (mine.len(), theirs.len(), network.len()),
+        (2, 1, 1),
+        "{all:?}"
+    );
+    // The owner is recorded beside the message, for its submitter only.
+    let (uid1, _) = user("smtpdtest1");
+    let owner = |evpid: &str| {
+        let msgid = &evpid[..8];
+        fs::read_to_string(
+            dir.spool()
+                .join("queue")
+                .join(&msgid[..2])
+                .join(msgid)
+                .join("owner"),
+        )
+        .ok()
+    };
+    assert_eq!(owner(&mine[0]), Some(format!("{uid1}\n")));
+    assert_eq!(owner(&network[0]), None);
+    // smtpdtest1 lists its two messages, and nothing else, however asked.
+    let listed = queue_lines(&smtpctl_as(&dir, "smtpdtest1", &["show", "queue"]));
+    let mut ids: Vec<String> = listed.iter().map(|l| l[0].clone()).collect();
+    ids.sort();
+    assert_eq!(ids, mine);
+    for other in [&theirs[0], &network[0]] {
+        let o = smtpctl_as(&dir, "smtpdtest1", &["show", "queue", &other[..8]]);
+        assert_eq!(queue_lines(&o), Vec::<Vec<String>>::new());
+        // Removal of another's message, by message or envelope id.
+        for id in [&other[..8], other.as_str()] {
+            let o = smtpctl_as(&dir, "smtpdtest1", &["remove", id]);
+            assert_eq!(out(&o), "0 envelope removed\n", "{}", err(&o));
+        }
+    }
+    // What stays root's: the administrative commands.
+    let o = smtpctl_as(&dir, "smtpdtest1", &["pause", "mda"]);
+    assert_eq!(err(&o), "smtpctl: need root privileges\n");
+    // smtpdtest1 removes one of its messages, then all it has left.
+    let o = smtpctl_as(&dir, "smtpdtest1", &["remove", &mine[0][..8]]);
+    assert_eq!(out(&o), "1 envelope removed\n", "{}", err(&o));
+    let o = smtpctl_as(&dir, "smtpdtest1", &["remove", "all"]);
+    assert_eq!(out(&o), "1 envelope removed\n", "{}", err(&o));
+    assert!(poll_until(Duration::from_secs(5), || show_queue(&dir, &[])
+        .len()
+        == 2));
+    let left: Vec<String> = show_queue(&dir, &[]).iter().map(|l| l[0].clone()).collect();
+    assert!(
+        left.contains(&theirs[0]) && left.contains(&network[0]),
+        "{left:?}"
+    );
+    let o = smtpctl_as(&dir, "smtpdtest1", &["show", "queue"]);
+    assert_eq!(queue_lines(&o), Vec::<Vec<String>>::new());
+    // smtpdtest2 still sees its own.
+    let o = smtpctl_as(&dir, "smtpdtest2", &["show", "queue"]);
+    let listed = queue_lines(&o);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0][0], theirs[0]);
+}

@@ -63,13 +63,22 @@ pub fn smtp_imsg(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>, p: u64, i
             | IMSG_QUEUE_ENVELOPE_COMMIT,
         ) => smtp_session_imsg(d, base, imsg),
         Some(IMSG_QUEUE_SMTP_SESSION) => {
-            let fd = smtp_enqueue(d, base);
+            // A bounce: the daemon's own, which only root lists.
+            let fd = smtp_enqueue(d, base, 0);
             if let Some(p) = d.mproc_key(p) {
                 m_compose(p, IMSG_QUEUE_SMTP_SESSION, 0, 0, fd, &imsg.data);
             }
         }
         Some(IMSG_CTL_SMTP_SESSION) => {
-            let fd = smtp_enqueue(d, base);
+            // The uid of the user asking, which control learnt from the
+            // socket, owns what the session queues.
+            let Ok(euid) = <[u8; 4]>::try_from(imsg.data.as_slice()) else {
+                fatalx!(
+                    "smtp_imsg: IMSG_CTL_SMTP_SESSION: bad size {}",
+                    imsg.data.len()
+                );
+            };
+            let fd = smtp_enqueue(d, base, u32::from_ne_bytes(euid));
             let peerid = imsg.hdr.peerid;
             if let Some(p) = d.mproc_key(p) {
                 m_compose(p, IMSG_CTL_SMTP_SESSION, peerid, 0, fd, &[]);
@@ -180,7 +189,11 @@ fn smtp_resume(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>) {
 
 /// smtp_enqueue(): a session on a socket pair for a local submission
 /// (sendmail through smtpctl); the other end goes to who asked.
-fn smtp_enqueue(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>) -> Option<OwnedFd> {
+fn smtp_enqueue(
+    d: &mut Dispatcher,
+    base: &mut EventBase<Dispatcher>,
+    euid: u32,
+) -> Option<OwnedFd> {
     // Requests already in flight may still come after a pause: the
     // local listener is no socket that can be paused.
     if d.smtp.paused {
@@ -190,7 +203,7 @@ fn smtp_enqueue(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>) -> Option<
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().ok()?;
     ours.set_nonblocking(true).ok()?;
     let hostname = env().sc_hostname.clone();
-    smtp_session(
+    let id = smtp_session(
         d,
         base,
         listener,
@@ -198,6 +211,9 @@ fn smtp_enqueue(d: &mut Dispatcher, base: &mut EventBase<Dispatcher>) -> Option<
         PeerAddr::Local,
         Some(&hostname),
     );
+    if let Some(s) = d.smtp.sessions.get_mut(&id) {
+        s.owner = Some(euid);
+    }
     d.smtp.nsessions += 1;
     smtp_stat_session(d, &PeerAddr::Local);
     Some(theirs.into())

@@ -33,9 +33,9 @@ use crate::io::event::EventBase;
 use crate::io::ioev::{io_free, io_rekey, io_set_fd, Io, IoEvent, Stream, IO_IN};
 use crate::ipc::imsg::{imsg_get_fd, Imsg};
 use crate::ipc::mproc::{
-    m_add_envelope, m_add_id, m_add_mailaddr, m_add_msgid, m_add_sockaddr, m_add_string, m_close,
-    m_create, m_end, m_get_evpid, m_get_id, m_get_int, m_get_msgid, m_get_string, m_msg, ImsgType,
-    Mproc, ProcType,
+    m_add_envelope, m_add_id, m_add_mailaddr, m_add_msgid, m_add_sockaddr, m_add_string, m_add_u32,
+    m_close, m_create, m_end, m_get_evpid, m_get_id, m_get_int, m_get_msgid, m_get_string, m_msg,
+    ImsgType, Mproc, ProcType,
 };
 use crate::queue::envelope::{
     msgid_to_evpid, DsnNotify, DsnRet, Envelope, EnvelopeFlags, PeerAddr, DSN_ENVID_LEN,
@@ -209,6 +209,9 @@ pub struct SmtpSession {
     pub waiting: bool,
     /// smtp_free() was called: the session ends when its handler returns.
     pub freed: Option<&'static str>,
+    /// The uid of the local user who submitted through sendmail: the
+    /// owner of its messages, who may list and remove them.
+    pub owner: Option<u32>,
 }
 
 /// ADVERTISE_TLS().
@@ -375,12 +378,13 @@ pub fn smtp_session(
     stream: Stream,
     ss: PeerAddr,
     hostname: Option<&str>,
-) {
+) -> u64 {
     let id = generate_uid();
     let mut io = Io::new();
     smtp_io_setup(&mut io);
     io_set_fd(base, &mut io, stream, id);
     smtp_session_start(d, base, listener, io, id, ss, hostname);
+    id
 }
 
 /// The timeout and mode of a session's io, set before it is registered
@@ -436,6 +440,7 @@ fn smtp_session_start(
         junk: false,
         waiting: false,
         freed: None,
+        owner: None,
     };
     log_trace!(
         TRACE_SMTP,
@@ -1842,6 +1847,8 @@ fn smtp_tx_create_message(d: &mut Dispatcher, s: &mut SmtpSession) {
     let p = p_queue(d);
     m_create(p, ImsgType::IMSG_SMTP_MESSAGE_CREATE, 0, 0, None);
     m_add_id(p, s.id);
+    // Not in C: who submitted it, if a local user (NO_OWNER otherwise).
+    m_add_u32(p, s.owner.unwrap_or(crate::queue::queue_backend::NO_OWNER));
     m_close(p);
     wait_set(s);
 }

@@ -31,8 +31,9 @@ use super::queue_backend::{
     queue_envelope_create, queue_envelope_delete, queue_envelope_load, queue_envelope_update,
     queue_envelope_walk, queue_message_commit, queue_message_commit_begin,
     queue_message_commit_end, queue_message_committer, queue_message_create, queue_message_delete,
-    queue_message_fd_r, queue_message_fd_rw, queue_message_walk, queue_open, CommitBatch,
-    Committer, MessageWalk, QueueBackend, QueueWalk,
+    queue_message_fd_r, queue_message_fd_rw, queue_message_owned, queue_message_owner,
+    queue_message_set_owner, queue_message_walk, queue_open, CommitBatch, Committer, MessageWalk,
+    QueueBackend, QueueWalk, NO_OWNER,
 };
 use crate::config::config::{config_peer, env, QueueFlags};
 use crate::io::event::{EvFlags, EventBase, EventId};
@@ -40,7 +41,7 @@ use crate::ipc::imsg::Imsg;
 use crate::ipc::mproc::{
     m_add_envelope, m_add_evpid, m_add_id, m_add_int, m_add_msgid, m_add_time, m_add_u32, m_close,
     m_compose, m_create, m_end, m_forward, m_get_envelope, m_get_evpid, m_get_id, m_get_int,
-    m_get_msgid, m_get_string, m_get_time, m_msg, ImsgType, ProcType,
+    m_get_msgid, m_get_string, m_get_time, m_get_u32, m_msg, ImsgType, ProcType,
 };
 use crate::pathnames::{path_spool, SMTPD_QUEUE_USER, SMTPD_USER};
 use crate::scheduler::scheduler::BounceReqMsg;
@@ -198,7 +199,16 @@ fn queue_imsg(s: &mut Queue, base: &mut EventBase<Queue>, from: ProcType, imsg: 
             imsg.hdr.type_ = IMSG_QUEUE_HOLDQ_HOLD as u32;
             m_forward(s.peers.p(ProcType::PROC_SCHEDULER), &mut imsg);
         }
-        Some(IMSG_CTL_LIST_ENVELOPES) => queue_imsg_list_envelopes(s, &mut imsg),
+        Some(IMSG_CTL_LIST_ENVELOPES) if from == ProcType::PROC_SCHEDULER => {
+            queue_imsg_list_envelopes(s, &mut imsg)
+        }
+        Some(t @ (IMSG_CTL_LIST_MESSAGES | IMSG_CTL_LIST_ENVELOPES | IMSG_CTL_REMOVE)) => {
+            queue_imsg_ctl_user(s, t, &mut imsg)
+        }
+        // The scheduler's answer to a request queue_imsg_ctl_user passed.
+        Some(IMSG_CTL_OK | IMSG_CTL_FAIL) => {
+            m_forward(s.peers.p(ProcType::PROC_CONTROL), &mut imsg)
+        }
         Some(IMSG_CTL_DISCOVER_EVPID) => queue_imsg_discover_evpid(s, &imsg),
         Some(IMSG_CTL_DISCOVER_MSGID) => queue_msgid_walk(s, &imsg),
         Some(
@@ -241,8 +251,13 @@ fn queue_imsg(s: &mut Queue, base: &mut EventBase<Queue>, from: ProcType, imsg: 
 fn queue_imsg_message_create(s: &mut Queue, from: ProcType, imsg: &Imsg) {
     let mut m = m_msg(imsg);
     let reqid = m_get_id(&mut m);
+    let owner = m_get_u32(&mut m);
     m_end(&m);
     let msgid = queue_message_create(&mut s.backend);
+    // Root sees every message anyway: only other users' are recorded.
+    if let Some(msgid) = msgid.filter(|_| owner != NO_OWNER && owner != 0) {
+        queue_message_set_owner(&mut s.backend, msgid, owner);
+    }
     let p = s.peers.p(from);
     m_create(p, ImsgType::IMSG_SMTP_MESSAGE_CREATE, 0, 0, None);
     m_add_id(p, reqid);
@@ -647,6 +662,54 @@ fn queue_bounce_failed(s: &mut Queue, evp: &Envelope) {
         ..DeliveryBounce::default()
     };
     queue_bounce(s, evp, &bounce);
+}
+
+/// A request of a user other than root, from control (not in C, where
+/// they are root's alone): the listing of the messages that user
+/// submitted, and the listing or removal of the envelopes of one of
+/// them. Control has put the user's uid after the request. The queue
+/// answers the first itself, from the owner files, and passes the
+/// others on to the scheduler only for the user's own messages; the
+/// scheduler then answers as it does root.
+fn queue_imsg_ctl_user(s: &mut Queue, t: ImsgType, imsg: &mut Imsg) {
+    let peerid = imsg.hdr.peerid;
+    let p_control = ProcType::PROC_CONTROL;
+    if t == ImsgType::IMSG_CTL_LIST_MESSAGES {
+        let (from, uid) = match imsg.data[..] {
+            [a, b, c, d, e, f, g, h] => (
+                u32::from_ne_bytes([a, b, c, d]),
+                u32::from_ne_bytes([e, f, g, h]),
+            ),
+            _ => fatalx!("queue_imsg: IMSG_CTL_LIST_MESSAGES: bad size"),
+        };
+        let n = env().sc_scheduler_max_msg_batch_size;
+        let msgids = queue_message_owned(&mut s.backend, uid, from, n);
+        let data: Vec<u8> = msgids.iter().flat_map(|id| id.to_ne_bytes()).collect();
+        m_compose(s.peers.p(p_control), t, peerid, 0, None, &data);
+        return;
+    }
+    let Ok(b) = <[u8; 12]>::try_from(imsg.data.as_slice()) else {
+        fatalx!("queue_imsg: {}: bad size", imsg_to_str(t as u32));
+    };
+    let id = u64::from_ne_bytes(b[..8].try_into().unwrap_or_default());
+    let uid = u32::from_ne_bytes(b[8..].try_into().unwrap_or_default());
+    let msgid = if id > 0xffff_ffff {
+        evpid_to_msgid(id)
+    } else {
+        id as u32
+    };
+    if msgid != 0 && queue_message_owner(&mut s.backend, msgid) == Some(uid) {
+        imsg.data.truncate(8);
+        m_forward(s.peers.p(ProcType::PROC_SCHEDULER), imsg);
+        return;
+    }
+    // Not theirs: an empty page ends a listing; a removal fails.
+    let answer = if t == ImsgType::IMSG_CTL_REMOVE {
+        ImsgType::IMSG_CTL_FAIL
+    } else {
+        t
+    };
+    m_compose(s.peers.p(p_control), answer, peerid, 0, None, &[]);
 }
 
 /// IMSG_CTL_LIST_ENVELOPES from the scheduler: an envelope of smtpctl's

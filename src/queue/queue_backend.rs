@@ -48,6 +48,10 @@ pub const PATH_TEMPORARY: &str = "/temporary";
 pub const PATH_QUEUE: &str = "/queue";
 pub const PATH_INCOMING: &str = "/incoming";
 
+/// The uid of a message's submitter when it was no local user (the
+/// IMSG_SMTP_MESSAGE_CREATE of a network session).
+pub const NO_OWNER: u32 = u32::MAX;
+
 /// sc_queue_evpcache_size: how many envelopes the queue process keeps
 /// in memory (queue() sets it).
 pub const QUEUE_EVPCACHE_SIZE: usize = 1024;
@@ -102,6 +106,21 @@ pub trait QueueApi {
     fn envelope_walk(&mut self) -> BackendWalk;
     /// The ids of a message's envelopes.
     fn message_walk(&mut self, msgid: u32) -> io::Result<Vec<u64>>;
+    /// Records which local user submitted the message being received,
+    /// so that they may list and remove it (not in C). A backend that
+    /// cannot keep it says no, and the message has no owner.
+    fn message_set_owner(&mut self, _msgid: u32, _uid: u32) -> bool {
+        false
+    }
+    /// The local user who submitted a committed message, if one did.
+    fn message_owner(&mut self, _msgid: u32) -> Option<u32> {
+        None
+    }
+    /// The committed messages `uid` submitted, from `from` on, in order,
+    /// at most `n`.
+    fn message_owned(&mut self, _uid: u32, _from: u32, _n: usize) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// The queue process's view of the spool: C's `backend` and the
@@ -261,6 +280,21 @@ pub fn queue_message_create(q: &mut QueueBackend) -> Option<u32> {
         r.unwrap_or(0)
     );
     r
+}
+
+/// The owner of a message being received: see QueueApi::message_set_owner.
+pub fn queue_message_set_owner(q: &mut QueueBackend, msgid: u32, uid: u32) -> bool {
+    q.backend.message_set_owner(msgid, uid)
+}
+
+/// The local user who submitted a committed message, if one did.
+pub fn queue_message_owner(q: &mut QueueBackend, msgid: u32) -> Option<u32> {
+    q.backend.message_owner(msgid)
+}
+
+/// The committed messages of `uid`, from `from` on, at most `n`.
+pub fn queue_message_owned(q: &mut QueueBackend, uid: u32, from: u32, n: usize) -> Vec<u32> {
+    q.backend.message_owned(uid, from, n)
 }
 
 /// queue_message_delete(): the message, its data file if it was never

@@ -269,7 +269,10 @@ fn fsqueue_message_prepare(fs: &QueueFs, msgid: u32, path: &Path) -> Option<Vec<
     let mut files = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name != PATH_MESSAGE && fsqueue_evpid_from_name(&name.to_string_lossy()).is_none() {
+        if name != PATH_MESSAGE
+            && name != PATH_OWNER
+            && fsqueue_evpid_from_name(&name.to_string_lossy()).is_none()
+        {
             continue;
         }
         // The data was written by the dispatcher through a descriptor
@@ -831,6 +834,66 @@ fn fsqueue_message_incoming_path(fs: &QueueFs, msgid: u32) -> PathBuf {
     fs.path(&format!("{}/{msgid:08x}", &PATH_INCOMING[1..]))
 }
 
+/// The file of a message's directory that holds the uid of the local
+/// user who submitted it (not in C). OpenSMTPD's walks pass over any
+/// name that is not 16 hex digits, so it still reads a spool with them.
+const PATH_OWNER: &str = "owner";
+
+/// Writes the owner file of a message still in incoming/; commit makes
+/// it durable with the rest of the message.
+fn fsqueue_message_set_owner(fs: &QueueFs, msgid: u32, uid: u32) -> bool {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = fsqueue_message_incoming_path(fs, msgid).join(PATH_OWNER);
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{uid}\n").as_bytes()));
+    if let Err(e) = &r {
+        log_warn!(e, "warn: queue-fs: {}", path.display());
+    }
+    r.is_ok()
+}
+
+/// The uid in a message directory's owner file, if it has one.
+fn fsqueue_read_owner(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join(PATH_OWNER)).ok()?;
+    text.strip_suffix('\n')?.parse().ok()
+}
+
+/// The queued messages whose owner is `uid`, from `from` on, in order,
+/// at most `n`: a walk of every bucket, as the listing of one user is
+/// rare and the queue holds no index of owners.
+fn fsqueue_message_owned(fs: &QueueFs, uid: u32, from: u32, n: usize) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let Ok(buckets) = std::fs::read_dir(fs.path(&PATH_QUEUE[1..])) else {
+        return ids;
+    };
+    for bucket in buckets.flatten() {
+        let Ok(messages) = std::fs::read_dir(bucket.path()) else {
+            continue;
+        };
+        for msg in messages.flatten() {
+            let name = msg.file_name();
+            let Some(msgid) = name
+                .to_str()
+                .filter(|n| n.len() == 8)
+                .and_then(|n| u32::from_str_radix(n, 16).ok())
+            else {
+                continue;
+            };
+            if msgid >= from && fsqueue_read_owner(&msg.path()) == Some(uid) {
+                ids.push(msgid);
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.truncate(n);
+    ids
+}
+
 /// fsqueue_qwalk_new(): a walk of queue/. A queue/ that cannot be read
 /// is fatal, as fts_open failing is in C.
 fn fsqueue_qwalk_new(fs: &QueueFs) -> Qwalk {
@@ -964,5 +1027,14 @@ impl QueueApi for QueueFs {
     }
     fn message_walk(&mut self, msgid: u32) -> io::Result<Vec<u64>> {
         queue_fs_message_walk(self, msgid)
+    }
+    fn message_set_owner(&mut self, msgid: u32, uid: u32) -> bool {
+        fsqueue_message_set_owner(self, msgid, uid)
+    }
+    fn message_owner(&mut self, msgid: u32) -> Option<u32> {
+        fsqueue_read_owner(&fsqueue_message_path(self, msgid))
+    }
+    fn message_owned(&mut self, uid: u32, from: u32, n: usize) -> Vec<u32> {
+        fsqueue_message_owned(self, uid, from, n)
     }
 }

@@ -23,6 +23,8 @@ use crate::queue::queue_backend::{
 struct QrMessage {
     buf: Vec<u8>,
     envelopes: BTreeMap<u64, Vec<u8>>,
+    /// The local user who submitted it (not in C).
+    owner: Option<u32>,
 }
 
 /// The `ram` backend's state: C's `messages` tree, and what was set
@@ -296,5 +298,28 @@ impl QueueApi for QueueRam {
     }
     fn message_walk(&mut self, msgid: u32) -> io::Result<Vec<u64>> {
         queue_ram_message_walk(self, msgid)
+    }
+    fn message_set_owner(&mut self, msgid: u32, uid: u32) -> bool {
+        match self.messages.get_mut(&msgid) {
+            Some(msg) => {
+                msg.owner = Some(uid);
+                true
+            }
+            None => false,
+        }
+    }
+    fn message_owner(&mut self, msgid: u32) -> Option<u32> {
+        self.messages.get(&msgid).and_then(|m| m.owner)
+    }
+    fn message_owned(&mut self, uid: u32, from: u32, n: usize) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .messages
+            .iter()
+            .filter(|(id, m)| **id >= from && m.owner == Some(uid) && !m.envelopes.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids.truncate(n);
+        ids
     }
 }

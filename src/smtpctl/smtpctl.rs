@@ -288,6 +288,10 @@ fn do_envelopes(arg: Option<&str>, ctl: ImsgType, done: &str) -> i32 {
 fn do_show_queue(arg: Option<&str>) -> i32 {
     let now = time_now();
     let Some(mut srv) = srv_connect() else {
+        // The spool is _smtpq's: only root reads it without the daemon.
+        if geteuid() != 0 {
+            errx("smtpd doesn't seem to be running");
+        }
         return show_offline_queue(now);
     };
     let msgids = match arg {
@@ -632,9 +636,13 @@ const COMMANDS: &[&str] = &[
     "spf walk",
 ];
 
-/// The commands anyone may run (cmd_install).
+/// The commands anyone may run (cmd_install), and those a user may run
+/// on their own mail (not in C, where root alone lists and removes).
 fn unprivileged(pattern: &str) -> bool {
-    pattern.starts_with("encrypt") || pattern == "spf walk"
+    pattern.starts_with("encrypt")
+        || pattern == "spf walk"
+        || pattern.starts_with("show queue")
+        || pattern.starts_with("remove ")
 }
 
 /// Whether `words` fit `pattern`, word for word.
