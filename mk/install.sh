@@ -29,7 +29,7 @@ man=$destdir$mandir
 # install replaces smtpctl).
 links="sendmail send-mail mailq makemap newaliases"
 # The manual pages besides the helpers'.
-man5="smtpd.conf.5 aliases.5 table.5"
+man5="smtpd.conf.5 aliases.5 forward.5 table.5"
 man8="smtpd.8 smtpctl.8 makemap.8 newaliases.8 sendmail.8"
 
 if [ "$mode" = uninstall ]; then
