@@ -33,7 +33,7 @@ BUILDENV =	SMTPD_BUILD_CONF_FILE=$(SYSCONFDIR)/smtpd.conf \
 		SMTPD_BUILD_USER=$(SMTPD_USER) \
 		SMTPD_BUILD_QUEUE_USER=$(SMTPD_QUEUE_USER)
 
-MAN5 =		smtpd.conf.5 aliases.5 table.5
+MAN5 =		smtpd.conf.5 aliases.5 forward.5 table.5
 MAN8 =		smtpd.8 smtpctl.8 mail.lmtp.8 mail.local.8 mail.maildir.8 mail.mboxfile.8 \
 		mail.mda.8 makemap.8 newaliases.8 sendmail.8
 MANS =		$(MAN5) $(MAN8)

@@ -35,7 +35,9 @@ fi
 # libdb5.3-dev: Berkeley DB 5.3, whose dbopen(3) compatibility entry point
 # (__db185_open in libdb-5.3.so, see <db_185.h>) makemap and the db table
 # backend use, as Debian's OpenSMTPD does (src/sys/db.rs).
-packages="libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks dovecot-core dovecot-lmtpd libdb5.3-dev bsd-mailx"
+# libcrypt-dev: libxcrypt's libcrypt.so, for the password hashes of
+# smtpctl encrypt and AUTH (src/sys/crypt.rs).
+packages="libcrypt-dev libtls-dev libclang-dev pkg-config mandoc bmake openssl libpam0g-dev netbase nsd python3 swaks dovecot-core dovecot-lmtpd libdb5.3-dev bsd-mailx"
 
 missing=""
 for p in $packages; do

@@ -19,6 +19,9 @@ fi
 sbin=$destdir$sbindir
 # The delivery helpers, installed in libexecdir.
 helpers="lmtp local maildir mboxfile mda"
+# The other programs smtpd and smtpctl run from libexecdir: encrypt
+# (smtpctl encrypt).
+libexec="encrypt"
 man=$destdir$mandir
 # smtpctl's other names, as OpenSMTPD installs them: the mail submission
 # program (sendmail.8), makemap and newaliases; symbolic links, as Debian
@@ -26,7 +29,7 @@ man=$destdir$mandir
 # install replaces smtpctl).
 links="sendmail send-mail mailq makemap newaliases"
 # The manual pages besides the helpers'.
-man5="smtpd.conf.5 aliases.5 table.5"
+man5="smtpd.conf.5 aliases.5 forward.5 table.5"
 man8="smtpd.8 smtpctl.8 makemap.8 newaliases.8 sendmail.8"
 
 if [ "$mode" = uninstall ]; then
@@ -42,6 +45,9 @@ if [ "$mode" = uninstall ]; then
 	done
 	for h in $helpers; do
 		rm -f "$destdir$libexecdir/mail.$h" "$man/man8/mail.$h.8"
+	done
+	for p in $libexec; do
+		rm -f "$destdir$libexecdir/$p"
 	done
 	rmdir "$destdir$libexecdir" 2>/dev/null || true
 	exit 0
@@ -63,6 +69,9 @@ done
 for h in $helpers; do
 	install -m 555 "$target/mail-$h" "$destdir$libexecdir/mail.$h"
 	install -m 444 "mail.$h.8" "$man/man8/mail.$h.8"
+done
+for p in $libexec; do
+	install -m 555 "$target/$p" "$destdir$libexecdir/$p"
 done
 
 [ -z "$destdir" ] || exit 0

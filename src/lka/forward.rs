@@ -134,6 +134,7 @@ pub fn forwards_get(fd: std::os::fd::OwnedFd, expand: &mut super::expand::Expand
 
 #[cfg(test)]
 mod tests {
+    use super::super::expand::ExpandType;
     use super::*;
 
     fn forward_file(text: &str) -> std::os::fd::OwnedFd {
@@ -165,6 +166,60 @@ mod tests {
             forwards_get(forward_file("\"unterminated\n"), &mut x),
             Forwards::Tempfail
         );
+    }
+
+    /// The nodes one .forward gives, as (type, value); None when it is
+    /// a temporary failure.
+    fn forward_nodes(text: &str) -> Option<Vec<(ExpandType, String)>> {
+        let mut x = super::super::expand::Expand::default();
+        if forwards_get(forward_file(text), &mut x) == Forwards::Tempfail {
+            return None;
+        }
+        Some(
+            (0..x.nb_nodes)
+                .filter_map(|i| x.node(i))
+                .map(|n| (n.type_, n.user().to_string()))
+                .collect(),
+        )
+    }
+
+    // What forward.5 says of the format.
+    #[test]
+    fn forward_5_format() {
+        use ExpandType::*;
+        let v = |t, s: &str| (t, s.to_string());
+        // Includes are skipped; a file of nothing else names nothing.
+        assert_eq!(forward_nodes(":include:/etc/passwd\n"), Some(vec![]));
+        // A backslash before a user name is dropped; duplicates go.
+        assert_eq!(
+            forward_nodes("\\alice\nalice, alice\n"),
+            Some(vec![v(Username, "alice")])
+        );
+        // `#` starts a comment even inside quotes, unless escaped.
+        assert_eq!(forward_nodes("\"|/bin/cmd #x\"\n"), None);
+        assert_eq!(
+            forward_nodes("\"|/bin/cmd \\#x, y\"\n"),
+            Some(vec![v(Filter, "/bin/cmd #x, y")])
+        );
+        // Continued lines, blanks around items, empty lines.
+        assert_eq!(
+            forward_nodes("\n  /var/mail/a ,\\\n\terror:550 gone away\n"),
+            Some(vec![v(Filename, "/var/mail/a"), v(Error, "550 gone away")])
+        );
+        // `~` is not expanded: not a destination.
+        assert_eq!(forward_nodes("~/mbox\n"), None);
+    }
+
+    #[test]
+    fn forward_5_limits() {
+        let sized = |n: usize| format!("bob\n{}\n", "#".repeat(n - 5));
+        assert!(forward_nodes(&sized(4095)).is_some());
+        assert!(forward_nodes(&sized(4096)).is_none());
+        let users = |n: usize| (0..n).map(|i| format!("u{i}\n")).collect::<String>();
+        assert_eq!(forward_nodes(&users(100)).map(|v| v.len()), Some(100));
+        assert_eq!(forward_nodes(&users(101)), None);
+        let long = format!("{}@example.org\n", "a".repeat(2048));
+        assert_eq!(forward_nodes(&long), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! smtpctl and the sendmail family (smtpctl.c, parser.c, enqueue.c,
-//! makemap.c).
+//! makemap.c), and the encrypt helper (encrypt.c).
 
+pub mod encrypt;
 pub mod enqueue;
 pub mod makemap;
 #[allow(clippy::module_inception)]

@@ -700,6 +700,8 @@ fn cmd_run(words: &[String]) -> i32 {
         "unprofile <str>" => {
             srv_int_command(ImsgType::IMSG_CTL_PROFILE_DISABLE, str_to_profile(arg(1)))
         }
+        "encrypt" => super::encrypt::do_encrypt(None),
+        "encrypt <str>" => super::encrypt::do_encrypt(Some(arg(1))),
         _ => {
             eprintln!(
                 "smtpctl: {}: not implemented yet in this smtpd port",

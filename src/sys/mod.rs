@@ -9,6 +9,7 @@
 #![allow(unsafe_code)]
 
 pub mod auth;
+pub mod crypt;
 pub mod db;
 pub mod event;
 pub mod fsync;

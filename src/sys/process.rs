@@ -453,6 +453,22 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> io::Error {
     io::Error::last_os_error()
 }
 
+/// execv(3): runs `path` with `argv` in this process, keeping the
+/// environment; returns only on failure.
+pub fn execv(path: &str, argv: &[String]) -> io::Error {
+    let cargs: Result<Vec<CString>, _> = argv.iter().map(|a| cstring(a)).collect();
+    let (cpath, cargs) = match (cstring(path), cargs) {
+        (Ok(p), Ok(a)) => (p, a),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: cpath is NUL-terminated; ptrs is a NULL-terminated array of
+    // NUL-terminated strings; all outlive the call.
+    unsafe { libc::execv(cpath.as_ptr(), ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
 /// _exit(2): leaves a forked child without running the parent's exit
 /// handlers or flushing its buffers.
 pub fn exit_now(status: i32) -> ! {
