@@ -227,6 +227,29 @@ fn an_expired_message_comes_back_to_its_sender_as_a_dsn_with_its_headers() {
         "{}",
         d.stderr()
     );
+    // bounce.c's counters went up and back down.
+    let stats = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_smtpctl"))
+            .args(["show", "stats"])
+            .env("SMTPD_SOCKET", dir.socket())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let want = [
+        "bounce.envelope=0",
+        "bounce.message=0",
+        "bounce.session=0",
+        "queue.bounce=1",
+    ];
+    assert!(
+        poll_until(Duration::from_secs(5), || {
+            let s = stats();
+            want.iter().all(|w| s.lines().any(|l| l == *w))
+        }),
+        "{}",
+        stats()
+    );
 }
 
 #[test]

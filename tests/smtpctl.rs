@@ -524,6 +524,20 @@ fn show_stats_and_monitor_count_real_traffic() {
             s.get("smtp.session.inet4") == Some(&(before + 2).to_string())
                 && s.get("smtp.session").map(String::as_str) == Some("0")
                 && s.get("scheduler.envelope").map(String::as_str) == Some("2")
+                // The backends' counters, sent at the end of a turn.
+                && s.get("scheduler.ramqueue.envelope").map(String::as_str) == Some("2")
+                && s.get("scheduler.ramqueue.message").map(String::as_str) == Some("2")
+                && s.get("scheduler.ramqueue.update").map(String::as_str) == Some("0")
+                && s.get("queue.evpcache.size").map(String::as_str) == Some("2")
+        }),
+        "{:?}",
+        stats()
+    );
+    // Listing loads both envelopes, from the cache.
+    assert_eq!(show_queue(&dir, &[]).len(), 2);
+    assert!(
+        poll_until(Duration::from_secs(5), || {
+            stats().get("queue.evpcache.load.hit").map(String::as_str) == Some("2")
         }),
         "{:?}",
         stats()

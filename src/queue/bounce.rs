@@ -50,6 +50,7 @@ use crate::ipc::mproc::{m_add_envelope, m_close, m_compose, m_create, ImsgType, 
 use crate::util::esc::{esc_code, ESC_STATUS_OK, ESC_STATUS_PERMFAIL, ESC_STATUS_TEMPFAIL};
 use crate::util::log::{TRACE_BOUNCE, TRACE_IO};
 use crate::util::mailaddr::Mailaddr;
+use crate::util::stat_backend::stat_note;
 use crate::util::to::time_to_text;
 use crate::util::util::{generate_uid, parse_smtp_response, time_now};
 
@@ -190,6 +191,7 @@ pub fn bounce_add(s: &mut Queue, base: &mut EventBase<Queue>, evpid: u64) {
         None => {
             b.nmessage += 1;
             log_debug!("debug: bounce: new message {msgid:08x}");
+            stat_note("bounce.message", 1);
             BounceMessage {
                 msgid,
                 bounce,
@@ -219,6 +221,7 @@ pub fn bounce_add(s: &mut Queue, base: &mut EventBase<Queue>, evpid: u64) {
     b.seq += 1;
     b.messages.insert(key, b.seq);
     b.pending.insert(b.seq, msg);
+    stat_note("bounce.envelope", 1);
     bounce_drain(s, base);
 }
 
@@ -308,6 +311,7 @@ pub fn bounce_fd(s: &mut Queue, base: &mut EventBase<Queue>, fd: Option<OwnedFd>
         },
     );
     log_debug!("debug: bounce: new session {id:016x}");
+    stat_note("bounce.session", 1);
 }
 
 /// bounce_timeout(): the first pending message is due.
@@ -783,6 +787,8 @@ fn bounce_delivery(q: &mut Queue, msg: BounceMessage, delivery: ImsgType, status
         );
     }
     q.bounce.nmessage = q.bounce.nmessage.saturating_sub(1);
+    stat_note("bounce.message", -1);
+    stat_note("bounce.envelope", -(n as i64));
 }
 
 /// bounce_status(): the session's message fared as the reply `status`
@@ -806,6 +812,7 @@ fn bounce_free(q: &mut Queue, base: &mut EventBase<Queue>, s: BounceSession) {
     log_debug!("debug: bounce: {:016x}: deleting session", s.id);
     io_free(base, s.io);
     q.bounce.running = q.bounce.running.saturating_sub(1);
+    stat_note("bounce.session", -1);
     bounce_drain(q, base);
 }
 

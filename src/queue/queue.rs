@@ -945,6 +945,10 @@ pub fn queue(mut peers: Peers, backend: &str) -> ! {
         Err(e) => fatalx!("queue: {e}"),
     };
     let mut base = EventBase::new();
+    // The counters of the backend, the evpcache and the bounces.
+    base.event_set_turn_end(|s: &mut Queue| {
+        crate::util::stat_backend::stat_flush(s.peers.p(ProcType::PROC_CONTROL))
+    });
     use ProcType::*;
     for p in [
         PROC_PARENT,

@@ -40,6 +40,7 @@ use crate::queue::queue_ram::QueueRam;
 use crate::sys::process::{getgrnam, getpwnam};
 use crate::sys::unistd::arc4random;
 use crate::util::log::TRACE_QUEUE;
+use crate::util::stat_backend::stat_note;
 use crate::util::util::{ckdir, mvpurge, time_now};
 
 pub const PATH_OFFLINE: &str = "/offline";
@@ -472,34 +473,66 @@ impl EvpCache {
         self.size > 0
     }
 
-    /// queue_envelope_cache_add() and queue_envelope_cache_update(): C's
-    /// add is fatal for an envelope already there; here it replaces it.
-    fn update(&mut self, e: &Envelope) {
+    /// queue_envelope_cache_add(): the oldest make room. C's add is
+    /// fatal for an envelope already there; here it replaces it.
+    fn add(&mut self, e: &Envelope) {
         if !self.enabled() {
             return;
         }
-        if let Some((_, tick)) = self.tree.remove(&e.id) {
-            self.order.remove(&tick);
+        if self.remove(e.id) {
+            stat_note("queue.evpcache.size", -1);
         }
         while self.tree.len() >= self.size {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
             self.tree.remove(&oldest);
+            stat_note("queue.evpcache.size", -1);
         }
         self.tick += 1;
         self.order.insert(self.tick, e.id);
         self.tree.insert(e.id, (e.clone(), self.tick));
+        stat_note("queue.evpcache.size", 1);
     }
 
+    /// queue_envelope_cache_update(): the new version, the most recent.
+    fn update(&mut self, e: &Envelope) {
+        if !self.enabled() {
+            return;
+        }
+        let key = if self.tree.contains_key(&e.id) {
+            "queue.evpcache.update.hit"
+        } else {
+            "queue.evpcache.update.missed"
+        };
+        self.add(e);
+        stat_note(key, 1);
+    }
+
+    /// The cached envelope, counted as a hit.
     fn get(&self, evpid: u64) -> Option<&Envelope> {
-        self.tree.get(&evpid).map(|(e, _)| e)
+        let e = self.tree.get(&evpid).map(|(e, _)| e);
+        if e.is_some() {
+            stat_note("queue.evpcache.load.hit", 1);
+        }
+        e
+    }
+
+    /// Drops an envelope; whether it was there.
+    fn remove(&mut self, evpid: u64) -> bool {
+        match self.tree.remove(&evpid) {
+            Some((_, tick)) => {
+                self.order.remove(&tick);
+                true
+            }
+            None => false,
+        }
     }
 
     /// queue_envelope_cache_del().
     fn del(&mut self, evpid: u64) {
-        if let Some((_, tick)) = self.tree.remove(&evpid) {
-            self.order.remove(&tick);
+        if self.remove(evpid) {
+            stat_note("queue.evpcache.size", -1);
         }
     }
 
@@ -543,7 +576,7 @@ pub fn queue_envelope_create(q: &mut QueueBackend, ep: &mut Envelope) -> bool {
     match r {
         Some(id) => {
             ep.id = id;
-            q.evpcache.update(ep);
+            q.evpcache.add(ep);
             true
         }
         None => {
@@ -580,7 +613,10 @@ pub fn queue_envelope_load(q: &mut QueueBackend, evpid: u64) -> Option<Envelope>
         evpbuf.as_ref().map_or(0, Vec::len)
     );
     let ep = queue_envelope_check(q, evpid, &evpbuf.ok()?)?;
-    q.evpcache.update(&ep);
+    if q.evpcache.enabled() {
+        q.evpcache.add(&ep);
+        stat_note("queue.evpcache.load.missed", 1);
+    }
     Some(ep)
 }
 
@@ -662,7 +698,7 @@ pub fn queue_envelope_walk(q: &mut QueueBackend) -> QueueWalk {
     );
     match queue_envelope_check(q, evpid, &evpbuf) {
         Some(ep) => {
-            q.evpcache.update(&ep);
+            q.evpcache.add(&ep);
             QueueWalk::Envelope(Box::new(ep))
         }
         None => QueueWalk::Skip,

@@ -17,6 +17,7 @@ use crate::queue::envelope::evpid_to_msgid;
 use crate::queue::queue_backend::{
     queue_generate_evpid, queue_generate_msgid, BackendWalk, QueueApi, PATH_TEMPORARY,
 };
+use crate::util::stat_backend::stat_note;
 
 /// struct qr_message: the data and the envelopes of one message.
 #[derive(Default)]
@@ -78,6 +79,7 @@ fn queue_ram_message_commit(qr: &mut QueueRam, batch: &[(u32, PathBuf)]) -> Vec<
             };
             match std::fs::read(path) {
                 Ok(buf) => {
+                    stat_note("queue.ram.message.size", buf.len() as i64);
                     msg.buf = buf;
                     true
                 }
@@ -92,10 +94,13 @@ fn queue_ram_message_commit(qr: &mut QueueRam, batch: &[(u32, PathBuf)]) -> Vec<
 
 /// queue_ram_message_delete().
 fn queue_ram_message_delete(qr: &mut QueueRam, msgid: u32) -> bool {
-    if qr.messages.remove(&msgid).is_none() {
+    let Some(msg) = qr.messages.remove(&msgid) else {
         log_warnx!("warn: queue-ram: not found");
         return false;
-    }
+    };
+    let envelopes: usize = msg.envelopes.values().map(Vec::len).sum();
+    stat_note("queue.ram.envelope.size", -(envelopes as i64));
+    stat_note("queue.ram.message.size", -(msg.buf.len() as i64));
     true
 }
 
@@ -156,6 +161,7 @@ fn queue_ram_envelope_create(qr: &mut QueueRam, msgid: u32, buf: &[u8]) -> Optio
         }
     };
     msg.envelopes.insert(evpid, buf.to_vec());
+    stat_note("queue.ram.envelope.size", buf.len() as i64);
     Some(evpid)
 }
 
@@ -165,11 +171,13 @@ fn queue_ram_envelope_delete(qr: &mut QueueRam, evpid: u64) -> bool {
     let Some(msg) = get_message(qr, msgid) else {
         return false;
     };
-    if msg.envelopes.remove(&evpid).is_none() {
+    let Some(evp) = msg.envelopes.remove(&evpid) else {
         log_warnx!("warn: queue-ram: not found");
         return false;
-    }
+    };
+    stat_note("queue.ram.envelope.size", -(evp.len() as i64));
     if msg.envelopes.is_empty() {
+        stat_note("queue.ram.message.size", -(msg.buf.len() as i64));
         qr.messages.remove(&msgid);
     }
     true
@@ -182,6 +190,11 @@ fn queue_ram_envelope_update(qr: &mut QueueRam, evpid: u64, buf: &[u8]) -> bool 
     };
     match msg.envelopes.get_mut(&evpid) {
         Some(evp) => {
+            // C takes off the new length, not the old one.
+            stat_note(
+                "queue.ram.envelope.size",
+                buf.len() as i64 - evp.len() as i64,
+            );
             *evp = buf.to_vec();
             true
         }

@@ -547,6 +547,10 @@ pub fn scheduler(mut peers: Peers, backend_scheduler: &str) -> ! {
         false,
     );
     let mut base = EventBase::new();
+    // The counters of the backend (scheduler.ramqueue.*).
+    base.event_set_turn_end(|s: &mut Scheduler| {
+        crate::util::stat_backend::stat_flush(s.peers.p(ProcType::PROC_CONTROL))
+    });
     for p in [ProcType::PROC_CONTROL, ProcType::PROC_QUEUE] {
         config_peer(&mut base, &mut peers, p);
     }

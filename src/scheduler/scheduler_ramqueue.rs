@@ -17,6 +17,7 @@ use bitflags::bitflags;
 use super::scheduler_backend::{Batch, Evpstate, Sched, SchedulerBackend, SchedulerInfo};
 use crate::queue::envelope::{evpid_to_msgid, DeliveryType, EnvelopeFlags};
 use crate::util::log::{tracing, TRACE_SCHEDULER};
+use crate::util::stat_backend::stat_note;
 use crate::util::to::duration_to_text;
 
 /// Retry steps: an envelope is tried at creation + base * step², the
@@ -220,10 +221,16 @@ impl SchedulerBackend for SchedulerRam {
     fn insert(&mut self, si: &mut SchedulerInfo, _now: i64) -> bool {
         let msgid = evpid_to_msgid(si.evpid);
 
-        let update = self.updates.entry(msgid).or_default();
-        let message = update.messages.entry(msgid).or_insert_with(|| RqMessage {
-            msgid,
-            envelopes: BTreeSet::new(),
+        let update = self.updates.entry(msgid).or_insert_with(|| {
+            stat_note("scheduler.ramqueue.update", 1);
+            RqQueue::default()
+        });
+        let message = update.messages.entry(msgid).or_insert_with(|| {
+            stat_note("scheduler.ramqueue.message", 1);
+            RqMessage {
+                msgid,
+                envelopes: BTreeSet::new(),
+            }
         });
         if !message.envelopes.insert(si.evpid) || self.envelopes.contains_key(&si.evpid) {
             fatalx!("tree_xset: evp:{:016x} already queued", si.evpid);
@@ -247,6 +254,7 @@ impl SchedulerBackend for SchedulerRam {
             t_scheduled: 0,
         };
         update.evpcount += 1;
+        stat_note("scheduler.ramqueue.envelope", 1);
         // C appends to the update's q_pending; the order there does not
         // matter, since commit sorts every envelope into the queue.
         sorted_insert(update, &mut envelope);
@@ -275,6 +283,7 @@ impl SchedulerBackend for SchedulerRam {
             &mut self.envelopes,
             now,
         );
+        stat_note("scheduler.ramqueue.update", -1);
         r
     }
 
@@ -288,6 +297,7 @@ impl SchedulerBackend for SchedulerRam {
             update.q_pending.remove(&(key, evpid));
             rq_envelope_delete(&mut update, &mut self.envelopes, evpid);
         }
+        stat_note("scheduler.ramqueue.update", -1);
         r
     }
 
@@ -353,13 +363,19 @@ impl SchedulerBackend for SchedulerRam {
             return false;
         }
 
-        let hq = self.holdqs[evp.type_ as usize].entry(holdq).or_default();
+        let hq = self.holdqs[evp.type_ as usize]
+            .entry(holdq)
+            .or_insert_with(|| {
+                stat_note("scheduler.ramqueue.holdq", 1);
+                RqHoldq::default()
+            });
 
         // The hold queue is full: "tempfail" the envelope.
         if hq.q.len() >= HOLDQ_MAXSIZE {
             evp.state = RqEvpstate::Pending;
             evp.flags |= RqFlags::RQ_ENVELOPE_UPDATE | RqFlags::RQ_ENVELOPE_OVERFLOW;
             sorted_insert(rq, evp);
+            stat_note("scheduler.ramqueue.hold-overflow", 1);
             return false;
         }
 
@@ -368,6 +384,7 @@ impl SchedulerBackend for SchedulerRam {
         // At the head: release() takes from the head, and the pending
         // queue sorts them again anyway.
         evp.entry = Some((RqList::Holdq, hq.q.insert_head(evpid)));
+        stat_note("scheduler.ramqueue.hold", 1);
         true
     }
 
@@ -399,7 +416,9 @@ impl SchedulerBackend for SchedulerRam {
         }
         if hq.q.is_empty() {
             holdqs.remove(&holdq);
+            stat_note("scheduler.ramqueue.holdq", -1);
         }
+        stat_note("scheduler.ramqueue.hold", -i64::from(i));
         i as usize
     }
 
@@ -678,8 +697,11 @@ fn rq_holdq_remove(holdqs: &mut Holdqs, evp: &mut RqEnvelope) {
     rq_holdq_unlink(hq, evp);
     if hq.q.is_empty() {
         hqs.remove(&evp.holdq);
+        // C forgets this one: its holdq counter only grows here.
+        stat_note("scheduler.ramqueue.holdq", -1);
     }
     evp.holdq = 0;
+    stat_note("scheduler.ramqueue.hold", -1);
 }
 
 /// rq_queue_merge(): a committed message's envelopes join the queue.
@@ -700,6 +722,7 @@ fn rq_queue_merge(
                         fatalx!("tree_merge: duplicate");
                     }
                 }
+                stat_note("scheduler.ramqueue.message", -1);
             }
         }
     }
@@ -885,9 +908,11 @@ fn rq_envelope_delete(rq: &mut RqQueue, envelopes: &mut HashMap<u64, RqEnvelope>
     }
     if message.envelopes.is_empty() {
         rq.messages.remove(&msgid);
+        stat_note("scheduler.ramqueue.message", -1);
     }
     envelopes.remove(&evpid);
     rq.evpcount -= 1;
+    stat_note("scheduler.ramqueue.envelope", -1);
 }
 
 /// rq_envelope_to_text(): one envelope, for rq_queue_dump.

@@ -6,6 +6,8 @@
 //! control through its global p_control, here the caller passes its
 //! channel to control.
 
+use std::cell::RefCell;
+
 use crate::ipc::mproc::{m_add_data, m_add_string, m_close, m_create, ImsgType, Mproc};
 
 /// enum stat_type.
@@ -124,6 +126,38 @@ pub fn stat_increment(p: &mut Mproc, key: &str, count: usize) {
             key,
             StatValue::counter(count),
         );
+    }
+}
+
+thread_local! {
+    /// Counter changes made where the channel to control is out of reach
+    /// (a queue or scheduler backend, the evpcache), by key: the process
+    /// sends them at the end of each turn of its loop (stat_flush).
+    static STAT_PENDING: RefCell<Vec<(&'static str, i64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// stat_increment() or stat_decrement() (by `delta`'s sign) for code
+/// that cannot reach control itself; stat_flush sends it.
+pub fn stat_note(key: &'static str, delta: i64) {
+    STAT_PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        match p.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, d)) => *d += delta,
+            None => p.push((key, delta)),
+        }
+    });
+}
+
+/// Sends control what stat_note gathered since the last call, one
+/// message a key with the sum of its changes.
+pub fn stat_flush(p: &mut Mproc) {
+    let pending = STAT_PENDING.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    for (key, delta) in pending {
+        if delta >= 0 {
+            stat_increment(p, key, delta as usize);
+        } else {
+            stat_decrement(p, key, delta.unsigned_abs() as usize);
+        }
     }
 }
 
