@@ -1,7 +1,8 @@
 //! smtpctl and the sendmail family (smtpctl.c, parser.c, enqueue.c,
-//! makemap.c).
+//! makemap.c, spfwalk.c).
 
 pub mod enqueue;
 pub mod makemap;
 #[allow(clippy::module_inception)]
 pub mod smtpctl;
+pub mod spfwalk;

@@ -671,6 +671,7 @@ fn cmd_run(words: &[String]) -> i32 {
         "unprofile <str>" => {
             srv_int_command(ImsgType::IMSG_CTL_PROFILE_DISABLE, str_to_profile(arg(1)))
         }
+        "spf walk" => super::spfwalk::spfwalk(),
         _ => {
             eprintln!(
                 "smtpctl: {}: not implemented yet in this smtpd port",
