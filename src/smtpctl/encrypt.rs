@@ -12,8 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::pathnames::{path_libexec, SMTPD_USER};
 use crate::sys::crypt::crypt_newhash;
-use crate::sys::process::{drop_privileges, execv, getpwnam, setresgid};
-use crate::sys::unistd::{geteuid, getgid};
+use crate::sys::process::{drop_privileges, execv, getpwnam};
+use crate::sys::unistd::geteuid;
 use crate::util::log::strerror;
 
 /// main() of the helper: hashes its one argument, or else each line of
@@ -93,13 +93,10 @@ pub fn droppriv() {
 }
 
 /// do_encrypt(): `smtpctl encrypt [string]` runs the helper in place of
-/// smtpctl, without smtpctl's set-group-ID group (C's main gives it up
-/// before any command) and, for root, as SMTPD_USER.
+/// smtpctl (whose main gave up the set-group-ID group already) and, for
+/// root, as SMTPD_USER.
 pub fn do_encrypt(arg: Option<&str>) -> i32 {
     let path = format!("{}/encrypt", path_libexec());
-    if let Err(e) = setresgid(getgid()) {
-        errx(&format!("setresgid: {}", strerror(&e)));
-    }
     droppriv();
     let mut argv = vec!["encrypt".to_string()];
     argv.extend(arg.map(str::to_string));

@@ -1,8 +1,9 @@
 //! smtpctl and the sendmail family (smtpctl.c, parser.c, enqueue.c,
-//! makemap.c), and the encrypt helper (encrypt.c).
+//! makemap.c, spfwalk.c), and the encrypt helper (encrypt.c).
 
 pub mod encrypt;
 pub mod enqueue;
 pub mod makemap;
 #[allow(clippy::module_inception)]
 pub mod smtpctl;
+pub mod spfwalk;

@@ -1,12 +1,13 @@
 //! smtpctl.c: the control program (OpenSMTPD smtpctl.c 1.175).
 //!
-//! So far the commands that pause and resume the daemon's parts, show
-//! their status, change its logging, traces and profiling, list the
-//! queue, and schedule, remove, pause and resume envelopes, over the
-//! control socket with OpenSMTPD's messages and output. The statistics,
-//! monitor, discover, the MTA's commands, encrypt and spf walk, and the
-//! sendmail personalities, come later in the same issue: each says
-//! plainly that it is not there yet.
+//! Every command of OpenSMTPD 7.8's smtpctl over the control socket, with
+//! its messages and output: pausing and resuming the daemon's parts, its
+//! status and counters, logging, traces and profiling, the queue's
+//! listing and the envelopes' scheduling, removal, pauses and discovery,
+//! table updates; encrypt (encrypt.rs) and spf walk (spfwalk.rs). The
+//! relaying agent's commands say plainly that it is not there yet. The
+//! sendmail personalities are enqueue.rs's, makemap and newaliases
+//! makemap.rs's.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -24,7 +25,8 @@ use crate::queue::envelope::{
 };
 use crate::queue::queue_backend::{queue_envelope_walk, queue_open, QueueWalk};
 use crate::smtpd::{SMTPD_MDA_PAUSED, SMTPD_MTA_PAUSED, SMTPD_SMTP_PAUSED};
-use crate::sys::unistd::geteuid;
+use crate::sys::process::setresgid;
+use crate::sys::unistd::{geteuid, getgid};
 use crate::util::log::{
     PROFILE_IMSG, PROFILE_QUEUE, TRACE_BOUNCE, TRACE_DEBUG, TRACE_EXPAND, TRACE_FILTERS,
     TRACE_IMSG, TRACE_IO, TRACE_LOOKUP, TRACE_MPROC, TRACE_MTA, TRACE_RULES, TRACE_SCHEDULER,
@@ -702,6 +704,7 @@ fn cmd_run(words: &[String]) -> i32 {
         }
         "encrypt" => super::encrypt::do_encrypt(None),
         "encrypt <str>" => super::encrypt::do_encrypt(Some(arg(1))),
+        "spf walk" => super::spfwalk::spfwalk(),
         _ => {
             eprintln!(
                 "smtpctl: {}: not implemented yet in this smtpd port",
@@ -728,17 +731,19 @@ pub fn main(args: Vec<String>) -> i32 {
     // quietly, rather than as a failed write.
     let _ = crate::sys::event::signal_default(libc::SIGPIPE);
     let name = progname(args.first().map_or("smtpctl", String::as_str)).to_string();
-    // sendmail_compat() (enqueue.rs), and mailq as C's argv_mailq. The
-    // other personalities come later in this issue: what they cannot do
-    // is said before any usage complaint.
+    // sendmail_compat() (enqueue.rs).
+    if matches!(name.as_str(), "sendmail" | "send-mail") {
+        return super::enqueue::sendmail_compat(&args);
+    }
+    // As C's main: the set-group-ID group is for sendmail's offline
+    // queue; no command here keeps it.
+    if let Err(e) = setresgid(getgid()) {
+        errx(&format!("setresgid: {}", crate::util::log::strerror(&e)));
+    }
     match name.as_str() {
-        "sendmail" | "send-mail" => return super::enqueue::sendmail_compat(&args),
         "mailq" => return cmd_run(&["show".to_string(), "queue".to_string()]),
         "smtpctl" => {}
-        _ => {
-            eprintln!("{name}: not implemented yet in this smtpd port");
-            return 1;
-        }
+        _ => errx("unsupported mode"),
     }
     let words = &args[1..];
     if words.is_empty() {

@@ -171,7 +171,7 @@ fn to_skip_prefix<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 /// dotted decimal octets (1 to 4) or a `0x` string of nibbles, then an
 /// optional `/bits`. Without `/bits` the width comes from the network's
 /// class, widened to the octets given. The address is zero-filled.
-fn inet_net_pton_ipv4(src: &str) -> Option<([u8; 4], u32)> {
+pub(crate) fn inet_net_pton_ipv4(src: &str) -> Option<([u8; 4], u32)> {
     let s = src.as_bytes();
     let at = |i: usize| s.get(i).copied().unwrap_or(0);
     let mut dst = [0u8; 4];

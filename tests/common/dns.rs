@@ -51,8 +51,10 @@ const NSD_STOP: Duration = Duration::from_secs(5);
 const NSD_TRIES: usize = 5;
 
 /// The zones nsd serves and their files in tests/dns/.
-const ZONES: [(&str, &str); 4] = [
+const ZONES: [(&str, &str); 5] = [
     (ZONE, "smtpd.test.zone"),
+    // The SPF records of tests/spfwalk.rs.
+    ("spf.test.", "spf.test.zone"),
     ("0.0.127.in-addr.arpa.", "0.0.127.in-addr.arpa.zone"),
     (IP6_ZONE, "0.ip6.arpa.zone"),
     // Does not load: nsd answers SERVFAIL for everything under it.
