@@ -1854,6 +1854,13 @@ fn offline_enqueue_exec(
         log_warnx!("warn: smtpd: file {path} has bad gid {}", sb.gid());
         return Err(OfflineRefused);
     }
+    // Not in C: sendmail holds the file locked from its creation until
+    // the whole message is in it and on the disk. A scan at start-up may
+    // find it meanwhile, empty or half written: wait for the writer.
+    if let Err(e) = crate::sys::mailbox::flock_exclusive(&file) {
+        log_warn!(e, "warn: smtpd: flock: {path}");
+        return Err(OfflineRefused);
+    }
     let pw = match sysproc::getpwuid(sb.uid()) {
         Ok(Some(pw)) => pw,
         _ => {

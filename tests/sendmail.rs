@@ -806,6 +806,105 @@ fn with_the_daemon_down_mail_waits_offline_and_goes_when_it_starts() {
 }
 
 #[test]
+fn a_daemon_starting_while_sendmail_reads_the_message_takes_it_online() {
+    if skip_unless_test_users("a_daemon_starting_while_sendmail_reads_the_message_takes_it_online")
+        || !can_mount("a_daemon_starting_while_sendmail_reads_the_message_takes_it_online")
+    {
+        return;
+    }
+    let dir = site("sm-offline-race");
+    start_and_stop(&dir);
+    let offline = dir.spool().join("offline");
+    let mut cmd = sendmail_setgid_cmd(&dir, &["-oi", "smtpdtest1"], "smtpdtest2", &[]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // The daemon is down: sendmail made its offline file, empty while it
+    // reads the message.
+    assert!(poll_until(Duration::from_secs(10), || {
+        fs::read_dir(&offline).is_ok_and(|mut d| d.next().is_some())
+    }));
+    // The daemon starts meanwhile; its scan removes the empty file.
+    let d = start(&dir, true);
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            fs::read_dir(&offline).is_ok_and(|mut d| d.next().is_none())
+        }),
+        "the empty offline file stays:\n{}",
+        d.stderr()
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: raced\n\nbody\n")
+        .unwrap();
+    // sendmail sees its file gone and submits to the daemon instead.
+    let o = child.wait_with_output().unwrap();
+    assert_status(&o, 0);
+    let lines = wait_sorted(&d, 1);
+    assert_eq!(field(&lines[0], "from"), format!("<smtpdtest2@{}>", host()));
+    let one = mailbox(&dir, "smtpdtest1");
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0].body, "body\n");
+}
+
+/// Whether a process waits for the flock(2) of the file whose inode is
+/// `ino` (a `->` line of /proc/locks).
+fn flock_waited_for(ino: u64) -> bool {
+    fs::read_to_string("/proc/locks").is_ok_and(|l| {
+        l.lines()
+            .any(|l| l.contains("->") && l.contains(&format!(":{ino} ")))
+    })
+}
+
+#[test]
+fn the_offline_enqueuer_waits_for_a_half_written_file() {
+    if skip_unless_test_users("the_offline_enqueuer_waits_for_a_half_written_file")
+        || !can_mount("the_offline_enqueuer_waits_for_a_half_written_file")
+    {
+        return;
+    }
+    let dir = site("sm-offline-lock");
+    start_and_stop(&dir);
+    // An offline file as sendmail writes it, caught halfway: locked, the
+    // message's end still to come.
+    let path = dir.spool().join("offline").join("1.halfway");
+    fs::write(&path, "smtpdtest1\nSubject: halfway\n\nfirst line\n").unwrap();
+    chown(&path, "smtpdtest2", Some(group(SMTPD_QUEUE_USER)));
+    chmod(&path, 0o600);
+    let mut writer = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    smtpd::sys::mailbox::flock_exclusive(&writer).unwrap();
+    let ino = writer.metadata().unwrap().ino();
+    // The daemon's scan finds it, and its enqueuer waits for the lock.
+    let d = start(&dir, true);
+    assert!(
+        poll_until(Duration::from_secs(10), || flock_waited_for(ino)),
+        "nobody waits for the offline file:\n{}\n{}",
+        d.stderr(),
+        fs::read_to_string("/proc/locks").unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(deliveries(&d).is_empty(), "{}", d.stderr());
+    writer.write_all(b"last line\n").unwrap();
+    writer.sync_all().unwrap();
+    drop(writer);
+    // Then the whole message goes.
+    let lines = wait_sorted(&d, 1);
+    assert_eq!(field(&lines[0], "from"), format!("<smtpdtest2@{}>", host()));
+    let one = mailbox(&dir, "smtpdtest1");
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0].one("Subject"), "halfway");
+    assert_eq!(one[0].body, "first line\nlast line\n");
+    assert!(
+        poll_until(Duration::from_secs(10), || !path.exists()),
+        "the offline file stays:\n{}",
+        d.stderr()
+    );
+}
+
+#[test]
 fn the_offline_queue_refuses_links_fifos_and_files_not_made_by_sendmail() {
     if skip_unless_test_users(
         "the_offline_queue_refuses_links_fifos_and_files_not_made_by_sendmail",

@@ -1121,8 +1121,9 @@ fn offline_file(progname: &str) -> File {
         let _ = std::fs::remove_file(&path);
         fail(EX_SOFTWARE, "fchmod", &err);
     }
-    // Nothing reads the lock yet; it tells a reader that the file is
-    // still being written. The directory is flushed now, while it can be
+    // The lock tells the daemon's offline enqueuer (offline_enqueue in
+    // smtpd.rs), which waits for it, that the file is still being
+    // written. The directory is flushed now, while it can be
     // opened: the file's name is then on the disk, and the file empty
     // until its content is flushed in turn.
     let _ = crate::sys::mailbox::flock_exclusive(&f);
