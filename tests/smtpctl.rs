@@ -214,6 +214,17 @@ fn unknown_missing_and_unready_commands_say_so() {
     let o = smtpctl(&dir, &["frobnicate"], None);
     assert!(!o.status.success());
     assert_eq!(err(&o), "invalid command\n");
+    // An argument that is not UTF-8: said, not a panic.
+    let o = Command::new(SMTPCTL)
+        .arg("show")
+        .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"qu\xffeue"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        err(&o),
+        "smtpctl: argument 2 is not valid UTF-8: qu\u{fffd}eue\n"
+    );
     // The relaying agent's commands wait for it.
     let o = smtpctl(&dir, &["show", "hosts"], None);
     assert!(!o.status.success());

@@ -2,7 +2,13 @@
 //! makemap by name).
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args = match smtpd::util::util::args_utf8() {
+        Ok(args) => args,
+        Err(why) => {
+            eprintln!("{why}");
+            std::process::exit(1);
+        }
+    };
     let argv0 = args.first().map_or("smtpctl", String::as_str);
     // smtpctl.c's sendmail_compat(): the name decides the program.
     let status = match argv0.rsplit('/').next() {

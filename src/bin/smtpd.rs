@@ -1,5 +1,12 @@
 //! smtpd(8): the mail daemon.
 
 fn main() {
-    std::process::exit(smtpd::smtpd::main(std::env::args().collect()));
+    let args = match smtpd::util::util::args_utf8() {
+        Ok(args) => args,
+        Err(why) => {
+            eprintln!("{why}");
+            std::process::exit(1);
+        }
+    };
+    std::process::exit(smtpd::smtpd::main(args));
 }

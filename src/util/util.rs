@@ -10,6 +10,26 @@ use crate::sys::net::{self, Family};
 use crate::sys::unistd;
 use crate::util::mailaddr::Mailaddr;
 
+/// The program's arguments as text; an argument that is not UTF-8 is an
+/// error naming it (std::env::args would panic).
+pub fn args_utf8() -> Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    for (i, a) in std::env::args_os().enumerate() {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                let name = args.first().map_or("smtpd", String::as_str);
+                let name = name.rsplit('/').next().unwrap_or(name);
+                return Err(format!(
+                    "{name}: argument {i} is not valid UTF-8: {}",
+                    a.to_string_lossy()
+                ));
+            }
+        }
+    }
+    Ok(args)
+}
+
 /// res_hnok(3): whether `dn` is a syntactically valid host name: labels of
 /// letters, digits, `-` and `_`, each beginning and ending with a letter or
 /// digit. Like glibc's (which Linux OpenSMTPD uses) and unlike OpenBSD's,
