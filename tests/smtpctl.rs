@@ -211,9 +211,26 @@ fn unknown_missing_and_unready_commands_say_so() {
     assert!(!o.status.success());
     assert_eq!(err(&o), "smtpctl: smtpd doesn't seem to be running\n");
     let _d = start(&dir, &[]);
+    // parser.c's answers, and its exit status (main returns -1).
     let o = smtpctl(&dir, &["frobnicate"], None);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        err(&o).starts_with("possibilities are:\ndiscover\npause\nresume\nshow\n"),
+        "{}",
+        err(&o)
+    );
+    let o = smtpctl(&dir, &["log", "brief", "now"], None);
+    assert_eq!(o.status.code(), Some(255));
     assert_eq!(err(&o), "invalid command\n");
+    let o = smtpctl(&dir, &["schedule", "123"], None);
+    assert_eq!(
+        err(&o),
+        "possibilities are:\nschedule <msgid>\nschedule <evpid>\nschedule all\n"
+    );
+    // Abbreviations, as parser.c takes them.
+    let o = smtpctl(&dir, &["sh", "statu"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).starts_with("MDA running"), "{}", out(&o));
     // An argument that is not UTF-8: said, not a panic.
     let o = Command::new(SMTPCTL)
         .arg("show")

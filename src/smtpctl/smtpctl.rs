@@ -12,6 +12,7 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
+use super::parser::{Matched, Parser};
 use crate::config::config::QueueFlags;
 use crate::control::IMSG_VERSION;
 use crate::ipc::imsg::{
@@ -596,32 +597,38 @@ fn str_to_profile(s: &str) -> u32 {
 /// The commands of OpenSMTPD 7.8's smtpctl (cmd_install_priv and
 /// cmd_install in main()), as patterns: `<...>` takes any word.
 const COMMANDS: &[&str] = &[
-    "discover <id>",
+    "discover <evpid>",
+    "discover <msgid>",
     "pause mta from <addr> for <str>",
     "resume mta from <addr> for <str>",
     "show mta paused",
     "log brief",
     "log verbose",
     "monitor",
+    "pause envelope <evpid>",
+    "pause envelope <msgid>",
     "pause envelope all",
-    "pause envelope <id>",
     "pause mda",
     "pause mta",
     "pause smtp",
     "profile <str>",
+    "remove <evpid>",
+    "remove <msgid>",
     "remove all",
-    "remove <id>",
+    "resume envelope <evpid>",
+    "resume envelope <msgid>",
     "resume envelope all",
-    "resume envelope <id>",
     "resume mda",
     "resume mta",
     "resume route <routeid>",
     "resume smtp",
+    "schedule <msgid>",
+    "schedule <evpid>",
     "schedule all",
-    "schedule <id>",
     "show envelope <evpid>",
     "show hoststats",
-    "show message <id>",
+    "show message <msgid>",
+    "show message <evpid>",
     "show queue",
     "show queue <msgid>",
     "show hosts",
@@ -647,26 +654,26 @@ fn unprivileged(pattern: &str) -> bool {
         || pattern.starts_with("remove ")
 }
 
-/// Whether `words` fit `pattern`, word for word.
-fn matches(pattern: &str, words: &[String]) -> bool {
-    let p: Vec<&str> = pattern.split(' ').collect();
-    p.len() == words.len()
-        && p.iter()
-            .zip(words)
-            .all(|(p, w)| p.starts_with('<') || p == w)
-}
-
-/// cmd_run(): the command `words` names, run.
-fn cmd_run(words: &[String]) -> i32 {
-    let Some(pattern) = COMMANDS.iter().find(|p| matches(p, words)) else {
-        eprintln!("invalid command");
-        return 1;
+/// cmd_run(): the command `argv` names (abbreviations allowed, as
+/// parser.c reads them), run.
+fn cmd_run(argv: &[String]) -> i32 {
+    let mut parser = Parser::default();
+    for pattern in COMMANDS {
+        parser.cmd_install(pattern);
+    }
+    let Matched { pattern, words } = match parser.cmd_match(argv) {
+        Ok(m) => m,
+        Err(why) => {
+            eprint!("{why}");
+            // C's main returns cmd_run's -1.
+            return 255;
+        }
     };
     if !unprivileged(pattern) && geteuid() != 0 {
         errx("need root privileges");
     }
     let arg = |i: usize| words.get(i).map_or("", String::as_str);
-    match *pattern {
+    match pattern {
         "log brief" => srv_int_command(ImsgType::IMSG_CTL_VERBOSE, 0),
         "log verbose" => srv_int_command(ImsgType::IMSG_CTL_VERBOSE, TRACE_DEBUG),
         "pause mda" => srv_command(ImsgType::IMSG_CTL_PAUSE_MDA),
@@ -679,19 +686,25 @@ fn cmd_run(words: &[String]) -> i32 {
         "update table <str>" => do_update_table(arg(2)),
         "show stats" => do_show_stats(),
         "monitor" => do_monitor(),
-        "discover <id>" => do_discover(arg(1)),
+        "discover <evpid>" | "discover <msgid>" => do_discover(arg(1)),
         "show queue" => do_show_queue(None),
         "show envelope <evpid>" => do_show_envelope(arg(2)),
-        "show message <id>" => do_show_message(arg(2)),
+        "show message <msgid>" | "show message <evpid>" => do_show_message(arg(2)),
         "show queue <msgid>" => do_show_queue(Some(arg(2))),
         "schedule all" => do_envelopes(None, ImsgType::IMSG_CTL_SCHEDULE, "scheduled"),
-        "schedule <id>" => do_envelopes(Some(arg(1)), ImsgType::IMSG_CTL_SCHEDULE, "scheduled"),
+        "schedule <msgid>" | "schedule <evpid>" => {
+            do_envelopes(Some(arg(1)), ImsgType::IMSG_CTL_SCHEDULE, "scheduled")
+        }
         "remove all" => do_envelopes(None, ImsgType::IMSG_CTL_REMOVE, "removed"),
-        "remove <id>" => do_envelopes(Some(arg(1)), ImsgType::IMSG_CTL_REMOVE, "removed"),
+        "remove <msgid>" | "remove <evpid>" => {
+            do_envelopes(Some(arg(1)), ImsgType::IMSG_CTL_REMOVE, "removed")
+        }
         "pause envelope all" => do_envelopes(None, ImsgType::IMSG_CTL_PAUSE_EVP, "paused"),
-        "pause envelope <id>" => do_envelopes(Some(arg(2)), ImsgType::IMSG_CTL_PAUSE_EVP, "paused"),
+        "pause envelope <msgid>" | "pause envelope <evpid>" => {
+            do_envelopes(Some(arg(2)), ImsgType::IMSG_CTL_PAUSE_EVP, "paused")
+        }
         "resume envelope all" => do_envelopes(None, ImsgType::IMSG_CTL_RESUME_EVP, "resumed"),
-        "resume envelope <id>" => {
+        "resume envelope <msgid>" | "resume envelope <evpid>" => {
             do_envelopes(Some(arg(2)), ImsgType::IMSG_CTL_RESUME_EVP, "resumed")
         }
         "trace <str>" => srv_int_command(ImsgType::IMSG_CTL_TRACE_ENABLE, str_to_trace(arg(1))),
