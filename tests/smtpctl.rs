@@ -356,12 +356,7 @@ fn hostile_clients_are_dropped_and_the_daemon_serves_on() {
 fn show_queue(dir: &TestDir, args: &[&str]) -> Vec<Vec<String>> {
     let mut a = vec!["show", "queue"];
     a.extend_from_slice(args);
-    let o = smtpctl(dir, &a, None);
-    assert!(o.status.success(), "{}", err(&o));
-    out(&o)
-        .lines()
-        .map(|l| l.split('|').map(str::to_string).collect())
-        .collect()
+    queue_lines(&smtpctl(dir, &a, None))
 }
 
 #[test]
