@@ -23,7 +23,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use crate::config::config::config_peer;
 use crate::config::config::env;
 use crate::io::event::{EvFlags, EventBase, EventId};
-use crate::ipc::imsg::{imsgbuf_allow_fdpass, Imsg};
+use crate::ipc::imsg::{imsgbuf_allow_fdpass, imsgbuf_queuelen, Imsg};
 use crate::ipc::mproc::*;
 use crate::pathnames::{smtpd_socket, PATH_CHROOT, SMTPD_USER};
 use crate::smtpd::{
@@ -51,6 +51,11 @@ const CONTROL_FD_RESERVE: usize = 5;
 /// Clients one uid may have at once: the socket is world-writable, and
 /// one local user must not take every descriptor of the process.
 const CONTROL_MAXCONN_PER_CLIENT: usize = 32;
+/// Answers a client may leave unread, beyond what the socket holds, when
+/// it asks again: smtpctl reads each answer before its next request, so
+/// only a client that asks and never reads gets there, and it would
+/// have control's memory grow without end (C's does).
+const CONTROL_MAX_UNREAD: usize = 64;
 
 /// The control process's state.
 pub struct Control {
@@ -462,9 +467,18 @@ fn control_dispatch_ext(
         control_close(s, base, key);
         return;
     };
-    let Some(euid) = s.ctl_conns.get(&key).map(|c| c.euid) else {
+    let Some((euid, unread)) = s
+        .ctl_conns
+        .get(&key)
+        .map(|c| (c.euid, imsgbuf_queuelen(&c.mproc.imsgbuf)))
+    else {
         return;
     };
+    if unread > CONTROL_MAX_UNREAD {
+        log_warnx!("warn: control: a client of uid {euid} reads no answers: dropped");
+        control_close(s, base, key);
+        return;
+    }
     if imsg.hdr.peerid != IMSG_VERSION {
         if let Some(c) = s.ctl_conns.get_mut(&key) {
             m_compose(

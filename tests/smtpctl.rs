@@ -966,3 +966,65 @@ fn a_user_sees_and_removes_only_the_mail_they_submitted() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0][0], theirs[0]);
 }
+
+#[test]
+fn a_client_that_asks_and_never_reads_is_dropped() {
+    if skip_unless_root("a_client_that_asks_and_never_reads_is_dropped") {
+        return;
+    }
+    let dir = TestDir::new("ctl-unread");
+    let d = start(&dir, &[]);
+    let (nobody, _) = user("nobody");
+    // 60000 requests in a row, none of the answers read while sending;
+    // then what comes back is counted until the end of the stream.
+    let py = format!(
+        "import socket, struct, sys\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.connect(sys.argv[1])\n\
+         req = struct.pack('=IIII', {IMSG_CTL_PAUSE_MDA}, 16, {IMSG_VERSION}, 0)\n\
+         try:\n\
+         \x20   s.sendall(req * 60000)\n\
+         except OSError:\n\
+         \x20   pass\n\
+         n = 0\n\
+         s.settimeout(10)\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       b = s.recv(65536)\n\
+         \x20       if not b:\n\
+         \x20           break\n\
+         \x20       n += len(b)\n\
+         except OSError:\n\
+         \x20   pass\n\
+         print(n // 16)\n"
+    );
+    let o = Command::new("python3")
+        .args(["-c", &py])
+        .arg(dir.socket())
+        .uid(nobody)
+        .gid(nobody)
+        .output()
+        .unwrap();
+    let answers: usize = out(&o)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", err(&o)));
+    assert!(
+        answers < 60000,
+        "all {answers} answers came: the client was kept"
+    );
+    assert!(
+        d.stderr().contains(&format!(
+            "a client of uid {nobody} reads no answers: dropped"
+        )),
+        "{}",
+        d.stderr()
+    );
+    let o = smtpctl(&dir, &["show", "status"], None);
+    assert_eq!(
+        out(&o),
+        "MDA running\nMTA paused\nSMTP running\n",
+        "{}",
+        err(&o)
+    );
+}
