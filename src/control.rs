@@ -4,15 +4,14 @@
 //! The socket is created as root before the chroot, world-writable as in
 //! OpenSMTPD (it refuses to start a second daemon); each client is a
 //! channel of its own, whose peer's uid decides what it may do: the
-//! administrative commands are root's. A client that sends what cannot
-//! be read is dropped, never the daemon.
+//! administrative commands are root's, and other users may list and
+//! remove the mail they submitted (not in C). A client that sends what
+//! cannot be read, holds too many connections or reads none of its
+//! answers is dropped, never the daemon.
 //!
-//! So far the commands of smtpctl's log, trace, profile, pause, resume,
-//! show status, the queue's listings and the envelope commands
-//! (schedule, remove, pause and resume envelope), and local SMTP
-//! sessions for the enqueuer, and the counters (`show stats`, `monitor`);
-//! the MTA's commands are answered IMSG_CTL_FAIL, and logged, until the
-//! MTA exists.
+//! Every request of smtpctl but the MTA's, which are answered
+//! IMSG_CTL_FAIL, and logged, until the MTA exists; local SMTP sessions
+//! for the enqueuer; the counters (`show stats`, `monitor`).
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
