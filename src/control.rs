@@ -63,8 +63,6 @@ pub struct Control {
     ev_listen: Option<EventId>,
     /// Connected smtpctl clients, by key.
     ctl_conns: BTreeMap<u64, CtlConn>,
-    /// How many clients each uid has (C's ctl_count).
-    ctl_count: BTreeMap<u32, usize>,
     next_key: u64,
     /// The counters (stat_ramstat.c) and their digest for `monitor`.
     stats: Ramstat,
@@ -310,7 +308,6 @@ pub fn control(mut peers: Peers, listener: UnixListener, backend_stat: &str) -> 
         listener,
         ev_listen: None,
         ctl_conns: BTreeMap::new(),
-        ctl_count: BTreeMap::new(),
         next_key: CLIENT_KEY_BASE,
         sc_flags: env().sc_flags | SMTPD_MTA_PAUSED,
         stats: Ramstat::init(env().sc_uptime),
@@ -375,12 +372,11 @@ fn control_accept(
             return;
         }
     };
-    let count = s.ctl_count.entry(euid).or_insert(0);
-    if *count == CONTROL_MAXCONN_PER_CLIENT {
+    // C keeps these counts in a tree; the clients are few enough to count.
+    if s.ctl_conns.values().filter(|c| c.euid == euid).count() >= CONTROL_MAXCONN_PER_CLIENT {
         log_warnx!("warn: too many connections to control socket from user with uid {euid}");
         return;
     }
-    *count += 1;
     let key = control_next_key(s);
     let mut mproc = mproc_init(OwnedFd::from(stream), ProcType::PROC_CLIENT, "client", 0);
     mproc_enable(base, &mut mproc, key);
@@ -423,12 +419,6 @@ fn control_close(s: &mut Control, base: &mut EventBase<Control>, key: u64) {
     let Some(c) = s.ctl_conns.remove(&key) else {
         return;
     };
-    if let Some(n) = s.ctl_count.get_mut(&c.euid) {
-        *n -= 1;
-        if *n == 0 {
-            s.ctl_count.remove(&c.euid);
-        }
-    }
     mproc_clear(base, c.mproc);
     s.stats.decrement("control.session", 1);
     if control_fds_left() < CONTROL_FD_RESERVE {
