@@ -222,9 +222,42 @@ pub fn note_parent() {
 /// before it makes a delivery final: smtpd's death closes the helper's
 /// standard input as the end of a message would, and what it read may
 /// be only the start of one.
+///
+/// On Linux a parent that is dying counts as gone too. A process that
+/// exits closes its descriptors, among them smtpd's copy of the helper's
+/// standard input, before its children are handed to init and sent their
+/// death signal: in between, the helper can read that end of file while
+/// its parent is still the one it noted. The kernel marks the process
+/// exiting (PF_EXITING in /proc/PID/stat) before it closes anything.
 pub fn orphaned() -> bool {
     let p = PARENT.load(std::sync::atomic::Ordering::Relaxed);
-    p != 0 && getppid() != p
+    p != 0 && (getppid() != p || process_exiting(p))
+}
+
+/// Whether the process `pid` has begun to exit (Linux's PF_EXITING); no
+/// when that cannot be told.
+fn process_exiting(pid: libc::pid_t) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        /// PF_EXITING of <linux/sched.h>.
+        const PF_EXITING: u64 = 0x4;
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid pgrp session tty_nr tpgid flags ...: the
+        // command name may hold spaces and parentheses, so count from the
+        // last ')'.
+        let flags = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(6))
+            .and_then(|f| f.parse::<u64>().ok());
+        flags.is_some_and(|f| f & PF_EXITING != 0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        false
+    }
 }
 
 /// setsid(2).
@@ -527,4 +560,40 @@ pub fn stdio_to_devnull() -> io::Result<()> {
         dup2(null.as_raw_fd(), fd)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_process_is_not_exiting() {
+        assert!(!process_exiting(getppid()));
+        assert!(!process_exiting(std::process::id() as libc::pid_t));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_exited_process_not_yet_reaped_is_exiting() {
+        let pid = match fork().unwrap() {
+            Fork::Child => exit_now(0),
+            Fork::Parent(pid) => pid,
+        };
+        // A zombie until waited for: the state after the command name.
+        let zombie = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !zombie() && std::time::Instant::now() < deadline {
+            let _ = crate::sys::event::poll(&mut [], Some(std::time::Duration::from_millis(10)));
+        }
+        assert!(zombie());
+        assert!(process_exiting(pid));
+        waitpid(pid).unwrap();
+        // Reaped: no such process, which says nothing.
+        assert!(!process_exiting(pid));
+    }
 }
