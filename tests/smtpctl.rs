@@ -268,6 +268,13 @@ fn reply(s: &mut UnixStream) -> Option<(u32, u32)> {
     Some((word(0), word(8)))
 }
 
+/// `python3 -c script SOCKET`, run as `uid`: a raw client of the socket.
+fn python_client(dir: &TestDir, script: &str, uid: u32) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script]).arg(dir.socket()).uid(uid).gid(uid);
+    cmd
+}
+
 #[test]
 fn only_root_may_administer_whatever_the_client() {
     if skip_unless_root("only_root_may_administer_whatever_the_client") {
@@ -288,13 +295,7 @@ fn only_root_may_administer_whatever_the_client() {
          h = s.recv(16)\n\
          print(*struct.unpack('=IIII', h)[::2])\n"
     );
-    let o = Command::new("python3")
-        .args(["-c", &py])
-        .arg(dir.socket())
-        .uid(nobody)
-        .gid(nobody)
-        .output()
-        .unwrap();
+    let o = python_client(&dir, &py, nobody).output().unwrap();
     assert_eq!(out(&o), format!("{IMSG_CTL_FAIL} 0\n"), "{}", err(&o));
     let o = smtpctl(&dir, &["show", "status"], None);
     assert_eq!(out(&o), "MDA running\nMTA paused\nSMTP running\n");
@@ -680,11 +681,7 @@ fn one_user_may_hold_only_32_control_connections() {
          sys.stdout.flush()\n\
          sys.stdin.read()\n"
     );
-    let mut held = Command::new("python3")
-        .args(["-c", &py])
-        .arg(dir.socket())
-        .uid(nobody)
-        .gid(nobody)
+    let mut held = python_client(&dir, &py, nobody)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -727,13 +724,7 @@ fn one_user_may_hold_only_32_control_connections() {
          s.sendall(struct.pack('=IIII', {IMSG_CTL_PAUSE_MDA}, 16, {IMSG_VERSION}, 0))\n\
          print(struct.unpack('=IIII', s.recv(16))[0])\n"
     );
-    let o = Command::new("python3")
-        .args(["-c", &py1])
-        .arg(dir.socket())
-        .uid(nobody)
-        .gid(nobody)
-        .output()
-        .unwrap();
+    let o = python_client(&dir, &py1, nobody).output().unwrap();
     assert_eq!(out(&o), format!("{IMSG_CTL_FAIL}\n"), "{}", err(&o));
 }
 
@@ -998,13 +989,7 @@ fn a_client_that_asks_and_never_reads_is_dropped() {
          \x20   pass\n\
          print(n // 16)\n"
     );
-    let o = Command::new("python3")
-        .args(["-c", &py])
-        .arg(dir.socket())
-        .uid(nobody)
-        .gid(nobody)
-        .output()
-        .unwrap();
+    let o = python_client(&dir, &py, nobody).output().unwrap();
     let answers: usize = out(&o)
         .trim()
         .parse()
